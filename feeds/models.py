@@ -3,8 +3,9 @@
     SourceRef ──fetch──▶ FetchResult | NotModified ──parse──▶ [Entry]
     Entry + page html ──extract──▶ Article ──match──▶ [Match]
 
-Every value is a frozen dataclass so that a stage can never change what an earlier stage produced,
-and so that values can be compared in tests. Nothing here knows about YAML, the database or Telegram.
+Every value is a frozen dataclass so that a stage can never change what an earlier stage
+produced, and so that values can be compared in tests. Nothing here knows about YAML, the
+database or Telegram.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class Watchlist:
     """Each of these must occur too."""
     exclude: tuple[str, ...] = ()
     """None of these may occur."""
+    sources: tuple[str, ...] = ()
+    """Only articles from these sources (by name) are considered; empty means every source."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,194 @@
+"""The one wiring place: Settings → store, HTTP client, matcher, publisher, sender, server,
+schedule.
+
+`App.run_once()` is `wirewatch run --once`; `App.run_forever()` is `wirewatch run`. Both use the
+same three steps, so what the tests prove for one holds for the other:
+
+    poll sources (concurrently, bounded) → publish feeds that changed → deliver pending alerts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits, make_client
+from feeds.match import Matcher
+
+from .delivery import DeliveryReport, deliver_pending
+from .ingest import Ingestor, PollReport, SourceJob, utc_now
+from .publish import ALL_FEED, FeedSpec, Publisher
+from .scheduler import Schedule
+from .server import FeedCatalog, FeedServer, make_app
+from .settings import Settings, SourceSettings
+from .store import Store
+from .telegram import LoggingSender, Sender, TelegramSender
+
+log = logging.getLogger("wirewatch")
+
+# How long a clean shutdown waits for work in flight before cancelling it.
+SHUTDOWN_GRACE_SECONDS = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    polls: tuple[PollReport, ...]
+    changed_feeds: tuple[str, ...]
+    delivery: DeliveryReport
+
+    @property
+    def failed_sources(self) -> tuple[PollReport, ...]:
+        return tuple(p for p in self.polls if p.error)
+
+
+@dataclass
+class App:
+    settings: Settings
+    sender: Sender | None = None
+    """Overrides the sender chosen from settings (the demo prints alerts instead)."""
+    clock: Callable[[], datetime] = utc_now
+    store: Store = field(init=False)
+    catalog: FeedCatalog = field(init=False)
+    publisher: Publisher = field(init=False)
+    ingestor: Ingestor = field(init=False)
+    _delivery_lock: asyncio.Lock = field(init=False)
+    _stopping: bool = field(init=False, default=False)
+
+    async def __aenter__(self) -> App:
+        settings = self.settings
+        self.store = Store.open(settings.database)
+        recovered = self.store.recover_interrupted_alerts(self.clock())
+        if recovered:
+            log.warning(
+                "%d alert(s) were being sent when the last run stopped; their delivery is "
+                "unknown and they are not sent again",
+                recovered,
+            )
+        limits = FetchLimits(
+            total_timeout=settings.fetch.timeout.total_seconds(),
+            max_bytes=settings.fetch.max_bytes,
+        )
+        client = make_client(settings.fetch.user_agent or DEFAULT_USER_AGENT, limits)
+        self.ingestor = Ingestor(
+            store=self.store,
+            client=client,
+            matcher=Matcher([w.to_watchlist() for w in settings.watchlists]),
+            routes={w.name: tuple(w.chats) for w in settings.watchlists},
+            limits=limits,
+            clock=self.clock,
+        )
+        self.catalog = FeedCatalog()
+        self.publisher = Publisher(
+            store=self.store,
+            catalog=self.catalog,
+            output_dir=settings.output_dir,
+            public_url=settings.server.public_url,
+            max_entries=settings.feeds.max_entries,
+            source_titles={s.name: s.title for s in settings.sources},
+        )
+        if self.sender is None:
+            token = settings.telegram.token
+            self.sender = (
+                TelegramSender(token, settings.telegram.api_url) if token else LoggingSender()
+            )
+        await self.sender.start()
+        self._delivery_lock = asyncio.Lock()
+        self.publish()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.sender is not None:
+            await self.sender.stop()
+        await self.ingestor.client.aclose()
+        self.store.close()
+
+    @property
+    def alert_outcome(self) -> str:
+        return "logged" if isinstance(self.sender, LoggingSender) else "sent"
+
+    def feed_specs(self) -> list[FeedSpec]:
+        specs = [FeedSpec(ALL_FEED, "All matches", "Every article that matched a watchlist", None)]
+        for watchlist in self.settings.watchlists:
+            specs.append(
+                FeedSpec(watchlist.name, watchlist.title, watchlist.describe(), watchlist.name)
+            )
+        return specs
+
+    def feed_urls(self) -> list[str]:
+        return [self.publisher.feed_url(spec.name) for spec in self.feed_specs()]
+
+    def publish(self) -> list[str]:
+        return self.publisher.publish(self.feed_specs())
+
+    async def poll_sources(self, jobs: list[SourceJob]) -> list[PollReport]:
+        """Poll sources concurrently, at most `fetch.concurrency` at once."""
+        gate = asyncio.Semaphore(self.settings.fetch.concurrency)
+
+        async def one(job: SourceJob) -> PollReport:
+            async with gate:
+                return await self.ingestor.poll(job)
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+    async def deliver(self) -> DeliveryReport:
+        assert self.sender is not None
+        async with self._delivery_lock:
+            return await deliver_pending(
+                self.store,
+                self.sender,
+                self.alert_outcome,
+                {w.name: w.title for w in self.settings.watchlists},
+                {s.name: s.title for s in self.settings.sources},
+                self.clock,
+                should_stop=lambda: self._stopping,
+            )
+
+    async def run_once(self) -> CycleReport:
+        polls = await self.poll_sources([source_job(s) for s in self.settings.sources])
+        changed = self.publish()
+        delivery = await self.deliver()
+        return CycleReport(tuple(polls), tuple(changed), delivery)
+
+    async def poll_one(self, job: SourceJob) -> None:
+        """A scheduled poll: the source, then feeds and alerts if it brought anything new."""
+        [report] = await self.poll_sources([job])
+        if report.new_matches:
+            self.publish()
+        if report.new_alerts:
+            await self.deliver()
+
+    async def serve(self) -> FeedServer:
+        server = FeedServer(
+            make_app(self.catalog, public_url=self.settings.server.public_url),
+            self.settings.server.host,
+            self.settings.server.port,
+        )
+        await server.start()
+        return server
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Serve feeds, poll on schedule and deliver, until `stop` is set."""
+        server = await self.serve()
+        schedule = Schedule(self.poll_one, self.deliver)
+        for source in self.settings.sources:
+            schedule.add_source(source_job(source), source.every)
+        schedule.start()
+        log.info(
+            "wirewatch running: %d sources, feeds at %s/",
+            len(self.settings.sources),
+            self.settings.server.public_url,
+        )
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            await schedule.stop(SHUTDOWN_GRACE_SECONDS)
+            await server.stop()
+
+
+def source_job(source: SourceSettings) -> SourceJob:
+    """The slice of a source's settings that a poll needs."""
+    return SourceJob(source.name, source.url, source.full_text)

@@ -1,0 +1,414 @@
+"""A static web site on 127.0.0.1 with real HTTP caching semantics.
+
+The offline demo serves the bundled sample sources from it, and the test suite uses it as the one
+fixture server: what the fetcher must cope with (validators and 304s, gzip, redirects, slow or
+failing servers) has to cross a real socket to be tested honestly, and nothing may touch the
+internet. Standard library only, so it costs no dependency.
+
+Three layers answer a request, first match wins:
+
+1. routes added with `route()` (tests: 500s, hangs, redirects, content that changes);
+2. in-memory files added with `set_file()`;
+3. files under `root`.
+
+Files (layers 2 and 3) get a strong ETag, Last-Modified, 304 on If-None-Match / If-Modified-Since,
+gzip when the client accepts it, and HEAD. Their text may contain ``{{BASE_URL}}``, replaced by
+`base_url` when served, so bundled feeds can link to the site's own pages on whatever port it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import logging
+import mimetypes
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["PLACEHOLDER", "Request", "RequestLog", "Response", "SampleSite"]
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER = b"{{BASE_URL}}"
+"""Replaced by the site's base URL in every text file it serves."""
+
+_CONTENT_TYPES = {
+    ".xml": "application/rss+xml",
+    ".rss": "application/rss+xml",
+    ".rdf": "application/rdf+xml",
+    ".atom": "application/atom+xml",
+    ".json": "application/feed+json",
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".opml": "text/x-opml",
+}
+_TEXT_TYPES = (
+    "text/",
+    "application/rss+xml",
+    "application/rdf+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/json",
+    "application/xml",
+)
+_GZIP_MIN_BYTES = 256
+"""Below this, gzip costs more than it saves (and tests can still see identity responses)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a route handler gets. Header names are lower-case."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+
+
+RequestLog = Request
+"""A request as the site recorded it, for tests to assert on (e.g. the conditional headers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a route handler returns.
+
+    `delay` waits before anything is sent (a server that hangs); `trickle` waits between single
+    bytes of the body (a server that never finishes). Both waits end early when the site stops, so
+    a test never blocks on its own server. Content-Length is added unless given.
+    """
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+    trickle: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    body: bytes
+    content_type: str
+    mtime: float
+
+
+class SampleSite:
+    """The loopback site. Start it (or use it as a context manager), then read `base_url`."""
+
+    def __init__(self, root: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._root = root.resolve() if root is not None else None
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._routes: dict[str, Callable[[Request], Response]] = {}
+        self._files: dict[str, _File] = {}
+        self._requests: list[RequestLog] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind (port 0 picks a free port) and serve from a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("SampleSite already started")
+        self._stopping.clear()
+        server = _Server((self._host, self._port), _Handler, self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"sample-site:{server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, wake handlers that are waiting, and close every socket."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> SampleSite:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """e.g. "http://127.0.0.1:43121" (no trailing slash); only known once started."""
+        if self._server is None:
+            raise RuntimeError("SampleSite is not started: the port is not known yet")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, path: str) -> str:
+        """An absolute URL on this site for `path` ("/feed.xml" or "feed.xml")."""
+        return self.base_url + "/" + path.lstrip("/")
+
+    # -- content ---------------------------------------------------------------------------------
+
+    def route(self, path: str, handler: Callable[[Request], Response]) -> None:
+        """Answer `path` (query string ignored) with `handler`, over any file of that path."""
+        with self._lock:
+            self._routes[path] = handler
+
+    def set_file(self, path: str, body: bytes, content_type: str) -> None:
+        """Serve `body` at `path` as a file (ETag, 304, gzip), over any file under root.
+
+        Setting it again changes the ETag and Last-Modified, as an edited file would.
+        """
+        with self._lock:
+            self._files[path] = _File(body, content_type, time.time())
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    # -- answering (called from handler threads) -------------------------------------------------
+
+    def _answer(self, request: Request) -> Response:
+        with self._lock:
+            self._requests.append(request)
+            handler = self._routes.get(request.path)
+            memory_file = self._files.get(request.path)
+        if handler is not None:
+            return handler(request)
+        found = memory_file or self._read_file(request.path)
+        if found is None:
+            return _plain(404, "not found")
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, {"Allow": "GET, HEAD", "Content-Type": "text/plain"}, b"")
+        return self._serve_file(request, found)
+
+    def _read_file(self, path: str) -> _File | None:
+        """The file under root for a URL path, or None; never anything outside root."""
+        if self._root is None:
+            return None
+        parts = PurePosixPath(unquote(path)).parts
+        if any(part in ("..", "") or "\\" in part or "\x00" in part for part in parts[1:]):
+            return None
+        candidate = self._root.joinpath(*parts[1:])
+        try:
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(self._root):
+                return None
+            if resolved.is_dir():
+                resolved = resolved / "index.html"
+            stat = resolved.stat()
+            body = resolved.read_bytes()
+        except (OSError, ValueError):
+            return None
+        return _File(body, _content_type(resolved), stat.st_mtime)
+
+    def _serve_file(self, request: Request, file: _File) -> Response:
+        body = file.body
+        if _is_text(file.content_type):
+            body = body.replace(PLACEHOLDER, self.base_url.encode("ascii"))
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        use_gzip = len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(
+            request.headers.get("accept-encoding", "")
+        )
+        # A strong ETag names one representation, so the gzip variant gets its own.
+        etag = f'"{digest}-gz"' if use_gzip else f'"{digest}"'
+        headers = {
+            "Content-Type": file.content_type,
+            "ETag": etag,
+            "Last-Modified": formatdate(file.mtime, usegmt=True),
+            "Vary": "Accept-Encoding",
+            "Cache-Control": "no-cache",
+        }
+        if _not_modified(request.headers, digest, file.mtime):
+            del headers["Content-Type"]
+            return Response(304, headers)
+        if use_gzip:
+            body = gzip.compress(body, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        return Response(200, headers, body)
+
+
+# -- HTTP plumbing --------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], site: SampleSite
+    ) -> None:
+        self.site = site
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the fully qualified name of the host: slow, and a
+        # loopback fixture has no business on the network.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut kept-alive and in-flight connections so their handler threads end now."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed by the client
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up (timeouts under test) are normal here, not worth a traceback.
+        logger.debug("sample site: error answering %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "wirewatch-sample-site"
+    sys_version = ""
+    timeout = 10
+    """Idle keep-alive connections are closed after this many seconds."""
+
+    server: _Server
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=split.path or "/",
+            query=split.query,
+            headers={name.lower(): value for name, value in self.headers.items()},
+        )
+        site = self.server.site
+        try:
+            response = site._answer(request)
+        except Exception:
+            logger.exception("sample site: handler for %s failed", request.path)
+            response = _plain(500, "handler failed")
+        if response.delay and site._stopping.wait(response.delay):
+            self.close_connection = True
+            return
+        self._send(response, include_body=request.method != "HEAD")
+
+    def _send(self, response: Response, *, include_body: bool) -> None:
+        self.send_response(response.status)
+        names = {name.lower() for name in response.headers}
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        has_body = response.status not in (204, 304) and response.status >= 200
+        if has_body and "content-length" not in names:
+            self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if not (include_body and has_body):
+            return
+        if not response.trickle:
+            self.wfile.write(response.body)
+            return
+        for index in range(len(response.body)):
+            self.wfile.write(response.body[index : index + 1])
+            self.wfile.flush()
+            if self.server.site._stopping.wait(response.trickle):
+                self.close_connection = True
+                return
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("sample site: " + format, *args)
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+
+def _plain(status: int, text: str) -> Response:
+    return Response(status, {"Content-Type": "text/plain; charset=utf-8"}, text.encode())
+
+
+def _content_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _CONTENT_TYPES:
+        return _CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+def _is_text(content_type: str) -> bool:
+    return content_type.lower().startswith(_TEXT_TYPES)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """True when gzip (or *) is listed without q=0."""
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = params.strip().lower().removeprefix("q=")
+        try:
+            return not params or float(quality) > 0
+        except ValueError:
+            return True
+    return False
+
+
+def _not_modified(headers: Mapping[str, str], digest: str, mtime: float) -> bool:
+    """RFC 9110 §13.2.2: If-None-Match decides when present; If-Modified-Since only without it."""
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        if if_none_match.strip() == "*":
+            return True
+        for tag in if_none_match.split(","):
+            opaque = tag.strip().removeprefix("W/").strip('"')
+            if opaque in (digest, f"{digest}-gz"):
+                return True
+        return False
+    if_modified_since = headers.get("if-modified-since")
+    if if_modified_since is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return int(mtime) <= since

@@ -1,0 +1,92 @@
+"""When things run: each source at its own interval, and a periodic retry of pending alerts.
+
+APScheduler decides the times; the work itself runs as tasks this module tracks, so that a clean
+shutdown can wait a short grace period for polls in flight and then cancel them (APScheduler does
+not cancel coroutine jobs it started). A source whose previous poll is still running is skipped,
+never polled twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .ingest import SourceJob
+
+log = logging.getLogger("wirewatch.scheduler")
+
+# Pending alerts (e.g. after a failed send) are retried this often even when no source brings news.
+DELIVERY_RETRY = timedelta(seconds=30)
+
+
+class Schedule:
+    def __init__(
+        self,
+        poll: Callable[[SourceJob], Awaitable[None]],
+        deliver: Callable[[], Awaitable[Any]],
+    ) -> None:
+        self._poll = poll
+        self._deliver = deliver
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._running: dict[str, asyncio.Task[Any]] = {}
+
+    def add_source(self, job: SourceJob, every: timedelta) -> None:
+        # A little jitter spreads sources with the same interval instead of firing them together.
+        jitter = min(every.total_seconds() * 0.1, 60.0)
+        self._scheduler.add_job(
+            self._launch,
+            IntervalTrigger(seconds=every.total_seconds(), jitter=jitter, timezone=UTC),
+            args=(f"source:{job.name}", lambda: self._poll(job)),
+            id=f"source:{job.name}",
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self._launch,
+            IntervalTrigger(seconds=DELIVERY_RETRY.total_seconds(), timezone=UTC),
+            args=("delivery", self._deliver),
+            id="delivery",
+            coalesce=True,
+            max_instances=1,
+        )
+        self._scheduler.start()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop scheduling, give work in flight `grace_seconds`, then cancel what is left."""
+        self._scheduler.shutdown(wait=False)
+        tasks = list(self._running.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.info("cancelled %d task(s) still running at shutdown", len(pending))
+            await asyncio.wait(pending, timeout=2.0)
+
+    async def _launch(self, key: str, work: Callable[[], Awaitable[Any]]) -> None:
+        if key in self._running:
+            log.info("%s is still running from its last turn; skipping this one", key)
+            return
+        task = asyncio.create_task(self._guarded(key, work))
+        self._running[key] = task
+        task.add_done_callback(lambda _: self._running.pop(key, None))
+
+    @staticmethod
+    async def _guarded(key: str, work: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in one job must not stop the schedule
+            log.exception("%s failed", key)

@@ -1,0 +1,1 @@
+"""The pure pipeline: fetch, parse, clean, match, render Atom. Never imports `bot`."""

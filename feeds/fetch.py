@@ -1,0 +1,269 @@
+"""URL → FetchResult | NotModified: one polite, bounded HTTP GET.
+
+Polite: an honest User-Agent, conditional GET with the validators of the last poll (a 304 costs the
+publisher almost nothing), compressed transfer. Bounded: connect and read timeouts, a total deadline
+on top (a server trickling one byte a second never trips a read timeout), a cap on redirects and on
+body size (the stream is abandoned as soon as the cap is passed, never buffered whole).
+
+Every failure is sorted here, once, into a `FetchError` of one `FetchErrorKind`: callers never see
+an httpx exception or look at a status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import httpx
+
+from feeds.errors import FetchError, FetchErrorKind
+from feeds.models import ConditionalHeaders, FetchResult, NotModified
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "FEED_ACCEPT",
+    "PAGE_ACCEPT",
+    "FetchLimits",
+    "fetch",
+    "make_client",
+    "parse_retry_after",
+]
+
+
+def _package_version() -> str:
+    try:
+        return version("wirewatch")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+DEFAULT_USER_AGENT = (
+    f"wirewatch/{_package_version()} (+https://github.com/wirewatch/wirewatch; news watch bot)"
+)
+"""Says who we are and where to complain, so publishers can tell us apart from scrapers."""
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
+)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
+
+_ACCEPT_ENCODING = "gzip, deflate, br"
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+"""What a host can be once httpx has IDNA-encoded it: a DNS name, an IPv4 or an IPv6 address."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Bounds on one fetch. Timeouts in seconds; `total_timeout` covers redirects and the body."""
+
+    connect_timeout: float = 10
+    read_timeout: float = 20
+    total_timeout: float = 60
+    max_bytes: int = 10 * 1024 * 1024
+    """Cap on the decoded body; the fetch fails with TOO_LARGE as soon as it is passed."""
+    max_redirects: int = 5
+
+
+def make_client(user_agent: str, limits: FetchLimits = FetchLimits()) -> httpx.AsyncClient:
+    """A client configured for `fetch`: share one per process so connections are reused.
+
+    The caller owns it and must close it (`async with make_client(...) as client:`).
+    """
+    return httpx.AsyncClient(
+        headers={"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
+        timeout=httpx.Timeout(
+            connect=limits.connect_timeout,
+            read=limits.read_timeout,
+            write=limits.read_timeout,
+            pool=limits.connect_timeout,
+        ),
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+        verify=_ssl_context(),
+    )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context, built once: loading the CA bundle takes tens of ms."""
+    return httpx.create_ssl_context()
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    validators: ConditionalHeaders | None = None,
+    *,
+    limits: FetchLimits = FetchLimits(),
+    accept: str = FEED_ACCEPT,
+) -> FetchResult | NotModified:
+    """GET `url`, conditionally when `validators` are given.
+
+    Returns the 2xx response read whole (within `limits.max_bytes`), or NotModified on 304.
+    Raises FetchError and nothing else. `limits.max_redirects` and the connect/read timeouts are
+    applied per request here too, so a client not built by `make_client` is still bounded.
+    """
+    _check_url(url)
+    headers = {"Accept": accept}
+    if validators is not None:
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+    request_timeout = httpx.Timeout(
+        connect=limits.connect_timeout,
+        read=limits.read_timeout,
+        write=limits.read_timeout,
+        pool=limits.connect_timeout,
+    )
+    try:
+        async with asyncio.timeout(limits.total_timeout):
+            request = client.build_request("GET", url, headers=headers, timeout=request_timeout)
+            response = await _send(client, request, limits.max_redirects)
+            try:
+                return await _read(response, url, validators, limits.max_bytes)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise FetchError(
+            FetchErrorKind.TIMEOUT, f"no complete answer within {limits.total_timeout:g}s", url=url
+        ) from None
+    except httpx.TimeoutException as error:
+        raise FetchError(FetchErrorKind.TIMEOUT, _describe(error), url=url) from error
+    except httpx.TooManyRedirects as error:
+        raise FetchError(
+            FetchErrorKind.TOO_MANY_REDIRECTS,
+            f"more than {limits.max_redirects} redirects",
+            url=url,
+        ) from error
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+        # Also reached when a redirect points somewhere we cannot go (ftp:, a broken Location).
+        raise FetchError(FetchErrorKind.INVALID_URL, _describe(error), url=url) from error
+    except (httpx.HTTPError, OSError) as error:
+        # Refused, reset, DNS, TLS, a protocol violation or an undecodable body: the transport
+        # did not give us a usable answer.
+        raise FetchError(FetchErrorKind.CONNECTION, _describe(error), url=url) from error
+
+
+async def _send(
+    client: httpx.AsyncClient, request: httpx.Request, max_redirects: int
+) -> httpx.Response:
+    """Send following at most `max_redirects` redirects, whatever the client was built with."""
+    for _ in range(max_redirects + 1):
+        response = await client.send(request, stream=True, follow_redirects=False)
+        if not response.has_redirect_location:
+            return response
+        await response.aclose()
+        next_request = response.next_request
+        if next_request is None:  # pragma: no cover - has_redirect_location implies one
+            return response
+        request = next_request
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+
+
+async def _read(
+    response: httpx.Response,
+    requested_url: str,
+    validators: ConditionalHeaders | None,
+    max_bytes: int,
+) -> FetchResult | NotModified:
+    final_url = str(response.url)
+    fetched_at = datetime.now(UTC)
+    received = _validators(response)
+    if response.status_code == 304:
+        # Servers often omit validators on a 304; the ones we sent are still current then.
+        sent = validators or ConditionalHeaders()
+        return NotModified(
+            url=final_url,
+            validators=ConditionalHeaders(
+                etag=received.etag or sent.etag,
+                last_modified=received.last_modified or sent.last_modified,
+            ),
+            fetched_at=fetched_at,
+        )
+    if not 200 <= response.status_code < 300:
+        raise FetchError(
+            FetchErrorKind.HTTP_STATUS,
+            f"HTTP {response.status_code} {response.reason_phrase}".strip()
+            + _via(final_url, requested_url),
+            url=requested_url,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"), fetched_at),
+        )
+    declared = response.headers.get("Content-Length", "")
+    encoded = "Content-Encoding" in response.headers
+    if declared.isdigit() and int(declared) > max_bytes and not encoded:
+        raise _too_large(requested_url, final_url, max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(requested_url, final_url, max_bytes)
+        chunks.append(chunk)
+    return FetchResult(
+        requested_url=requested_url,
+        url=final_url,
+        status=response.status_code,
+        content=b"".join(chunks),
+        content_type=response.headers.get("Content-Type"),
+        validators=received,
+        fetched_at=fetched_at,
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from `now`: delta-seconds or an HTTP-date; None when unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _check_url(url: str) -> None:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as error:
+        message = str(error) or "malformed URL"
+        raise FetchError(FetchErrorKind.INVALID_URL, message, url=url) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise FetchError(FetchErrorKind.INVALID_URL, "not an absolute http(s) URL", url=url)
+    if not _HOST.fullmatch(parsed.raw_host.decode("ascii", "replace")):
+        # httpx percent-encodes a host with spaces and would go on to ask DNS about it.
+        raise FetchError(FetchErrorKind.INVALID_URL, "malformed host name", url=url)
+
+
+def _validators(response: httpx.Response) -> ConditionalHeaders:
+    return ConditionalHeaders(
+        etag=response.headers.get("ETag") or None,
+        last_modified=response.headers.get("Last-Modified") or None,
+    )
+
+
+def _too_large(requested_url: str, final_url: str, max_bytes: int) -> FetchError:
+    message = f"body larger than {max_bytes} bytes" + _via(final_url, requested_url)
+    return FetchError(FetchErrorKind.TOO_LARGE, message, url=requested_url)
+
+
+def _via(final_url: str, requested_url: str) -> str:
+    """Where a redirected request ended up, for the message (errors carry the URL asked for)."""
+    return "" if final_url == requested_url else f" at {final_url}"
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__

@@ -1,0 +1,300 @@
+"""FetchResult → [Entry]: every feed format through one adapter into one canonical Entry.
+
+Formats: RSS 0.9x, RSS 1.0 (RDF), RSS 2.0, Atom 0.3 and 1.0 through feedparser (it copes with the
+encodings, namespaces and broken markup found in the wild); JSON Feed 1.0 and 1.1 by hand, because
+feedparser does not read it. Everything after this module sees only `Entry`:
+
+- `guid` is the feed's own id, else the link, else a hash of title and date (stable across polls);
+- `url` is absolute (resolved against the final URL of the fetch);
+- `title` and `summary` are plain text: tags and entities gone, whitespace collapsed;
+- `published` / `updated` are timezone-aware UTC datetimes.
+
+Entries come out in feed order. Entries with neither link nor title say nothing and are skipped.
+A broken feed that still yielded entries is salvaged; one that yielded nothing is a ParseError.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import io
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+import lxml.html
+from lxml import etree
+
+from feeds.errors import ParseError
+from feeds.models import Entry, FetchResult
+
+__all__ = ["html_to_text", "parse_feed"]
+
+_JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/\d+(\.\d+)?/?$")
+_JSON_TYPES = ("application/feed+json", "application/json")
+_WHITESPACE = re.compile(r"\s+")
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+        "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main",
+        "nav", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+    }
+)  # fmt: skip
+
+
+def parse_feed(result: FetchResult, source: str) -> list[Entry]:
+    """The entries of a fetched feed, in feed order. Raises ParseError when it is no feed at all."""
+    if _is_json(result):
+        return _parse_json_feed(result, source)
+    return _parse_with_feedparser(result, source)
+
+
+# -- sniffing -------------------------------------------------------------------------------------
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(result: FetchResult) -> bool:
+    """The body's first character decides when it is telling (`{` is never XML, `<` never JSON);
+    the declared type only otherwise, because servers mislabel feeds more often than not."""
+    head = result.content.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head in (b"{", b"<"):
+        return head == b"{"
+    return _media_type(result.content_type) in _JSON_TYPES
+
+
+# -- RSS / RDF / Atom -----------------------------------------------------------------------------
+
+
+def _parse_with_feedparser(result: FetchResult, source: str) -> list[Entry]:
+    # Handing feedparser the headers lets it pick the charset the way RFC 3023 says, and
+    # content-location makes relative links resolve against where we actually ended up.
+    headers = {"content-location": result.url}
+    if result.content_type:
+        headers["content-type"] = result.content_type
+    # A stream, never bytes or str: feedparser treats those as a filename or URL to open.
+    parsed = feedparser.parse(io.BytesIO(result.content), response_headers=headers)
+    # No version means feedparser found no feed root element (an HTML page, an error page,
+    # garbage); its loose parser may still have scraped a "feed" dict out of it: that is no feed.
+    if not parsed.entries and not parsed.get("version"):
+        reason = parsed.get("bozo_exception") or "no RSS, Atom or RDF feed element"
+        raise ParseError(f"not a feed: {reason}")
+    is_rss = str(parsed.get("version", "")).startswith("rss")
+    entries: list[Entry] = []
+    for item in parsed.entries:
+        entry = _entry_from_feedparser(item, result.url, source, is_rss=is_rss)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _entry_from_feedparser(item: Any, base_url: str, source: str, *, is_rss: bool) -> Entry | None:
+    link = _absolute(base_url, _text(item.get("link")))
+    title = _detail_text(item, "title")
+    if not link and not title:
+        return None
+    published = _from_struct(item.get("published_parsed"))
+    # dict.get, not .get: feedparser's get("updated_parsed") falls back to published, with a
+    # DeprecationWarning, when the feed gave no update date.
+    updated = _from_struct(dict.get(item, "updated_parsed"))
+    if is_rss and published is None:
+        # feedparser files dc:date under "updated", but RSS has no notion of an update: in RSS 1.0
+        # and in RSS 2.0 feeds without pubDate, dc:date is the item's publication date.
+        published = updated
+    content_html = _feedparser_content(item)
+    summary = _detail_text(item, "summary")
+    if not summary and content_html:
+        summary = html_to_text(content_html)
+    return Entry(
+        source=source,
+        guid=_text(item.get("id")).strip() or link or _hash_guid(title, published or updated),
+        url=link,
+        title=title,
+        summary=summary,
+        content_html=content_html,
+        author=_feedparser_author(item),
+        published=published,
+        updated=updated,
+    )
+
+
+def _detail_text(item: Any, key: str) -> str:
+    """A title or summary as plain text, whether the feed declared it text or HTML."""
+    value = _text(item.get(key))
+    detail = item.get(f"{key}_detail") or {}
+    if detail.get("type") == "text/plain":
+        return _collapse(value)
+    return html_to_text(value)
+
+
+def _feedparser_content(item: Any) -> str | None:
+    contents = item.get("content") or []
+    if not contents:
+        return None
+    preferred = next(
+        (c for c in contents if c.get("type") in ("text/html", "application/xhtml+xml")),
+        contents[0],
+    )
+    value = _text(preferred.get("value"))
+    if not value.strip():
+        return None
+    if preferred.get("type") == "text/plain":
+        return f"<p>{html.escape(value)}</p>"
+    return value
+
+
+def _feedparser_author(item: Any) -> str | None:
+    detail = item.get("author_detail") or {}
+    name = _collapse(_text(detail.get("name"))) or _collapse(_text(item.get("author")))
+    return name or None
+
+
+def _from_struct(value: Any) -> datetime | None:
+    """feedparser's *_parsed values are UTC struct_time."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
+
+
+# -- JSON Feed ------------------------------------------------------------------------------------
+
+
+def _parse_json_feed(result: FetchResult, source: str) -> list[Entry]:
+    try:
+        document = json.loads(result.content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ParseError(f"not a JSON Feed: invalid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ParseError("not a JSON Feed: the document is not an object")
+    feed_version = document.get("version")
+    if not isinstance(feed_version, str) or not _JSON_FEED_VERSION.match(feed_version):
+        raise ParseError(f"not a JSON Feed: version is {feed_version!r}")
+    items = document.get("items")
+    if not isinstance(items, list):
+        raise ParseError("JSON Feed without an items list")
+    feed_author = _json_author(document)
+    entries: list[Entry] = []
+    for item in items:
+        if isinstance(item, dict):
+            entry = _entry_from_json(item, result.url, source, feed_author)
+            if entry is not None:
+                entries.append(entry)
+    return entries
+
+
+def _entry_from_json(
+    item: Mapping[str, Any], base_url: str, source: str, feed_author: str | None
+) -> Entry | None:
+    link = _absolute(base_url, _string(item.get("url")) or _string(item.get("external_url")))
+    title = html_to_text(_string(item.get("title")))
+    if not link and not title:
+        return None
+    content_html = _string(item.get("content_html")) or None
+    content_text = _string(item.get("content_text"))
+    summary = html_to_text(_string(item.get("summary")))
+    if not summary:
+        summary = _collapse(content_text) if content_text else html_to_text(content_html or "")
+    if content_html is None and content_text:
+        content_html = (
+            "".join(
+                f"<p>{html.escape(paragraph.strip())}</p>"
+                for paragraph in content_text.split("\n\n")
+                if paragraph.strip()
+            )
+            or None
+        )
+    published = _from_rfc3339(item.get("date_published"))
+    updated = _from_rfc3339(item.get("date_modified"))
+    raw_id = item.get("id")  # a string by the spec, but numbers occur in the wild
+    guid = "" if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) else str(raw_id)
+    return Entry(
+        source=source,
+        guid=guid.strip() or link or _hash_guid(title, published or updated),
+        url=link,
+        title=title,
+        summary=summary,
+        content_html=content_html,
+        author=_json_author(item) or feed_author,
+        published=published,
+        updated=updated,
+    )
+
+
+def _json_author(holder: Mapping[str, Any]) -> str | None:
+    """`authors` (1.1) when present, else the deprecated `author` object (1.0)."""
+    authors = holder.get("authors")
+    candidates = authors if isinstance(authors, list) and authors else [holder.get("author")]
+    names = [
+        _collapse(_string(candidate.get("name")))
+        for candidate in candidates
+        if isinstance(candidate, dict)
+    ]
+    return ", ".join(dict.fromkeys(name for name in names if name)) or None
+
+
+def _from_rfc3339(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: tags, scripts and entities gone, whitespace collapsed.
+
+    Block boundaries become spaces so that "<p>one</p><p>two</p>" reads "one two", while inline
+    markup ("wo<b>rd</b>") does not split words.
+    """
+    if "<" not in fragment:
+        return _collapse(html.unescape(fragment))
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return _collapse(html.unescape(fragment))
+    for element in list(root.iter("script", "style", "template")):
+        element.drop_tree()
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.lower() in _BLOCK_TAGS:
+            element.tail = " " + (element.tail or "")
+            element.text = " " + (element.text or "")
+    return _collapse(str(root.text_content()))
+
+
+def _collapse(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+_string = _text
+
+
+def _absolute(base_url: str, link: str) -> str:
+    link = link.strip()
+    return urljoin(base_url, link) if link else ""
+
+
+def _hash_guid(title: str, when: datetime | None) -> str:
+    """A guid for items that carry neither id nor link: the same item hashes the same each poll."""
+    key = f"{title}\n{when.isoformat() if when else ''}"
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()

@@ -1,0 +1,131 @@
+"""Text hygiene for display text taken out of HTML.
+
+Two jobs, kept apart because they happen at different moments:
+
+* `separate_blocks` runs on the HTML tree *before* any text is taken out of it. Pages often put
+  block elements side by side with no whitespace between them (``<p>logged in</p><p>Please``);
+  taking the text of such a tree glues the words ("logged inPlease"). Guessing where to cut a glued
+  string afterwards is hopeless, but inserting a separator between block elements is exact.
+* `clean_text` runs on each paragraph of display text: it turns the many space-like and invisible
+  characters that pages carry into plain spaces (or nothing) and collapses whitespace, while keeping
+  typographic quotes and dashes, which are part of the text a reader sees.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Block-level (and line-breaking) HTML elements: the text on either side of one of these is never
+# part of the same word.
+BLOCK_TAGS: frozenset[str] = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "details", "dialog", "div", "dl",
+        "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+        "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
+        "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "button", "option", "label", "img",
+    }
+)  # fmt: skip
+
+_INVISIBLE_TAGS: frozenset[str] = frozenset({"script", "style", "noscript", "template"})
+
+# Characters that render as a space: NBSP, narrow NBSP, figure space, the en/em/thin/hair spaces,
+# ideographic space. They become an ordinary space so that matching and splitting see words.
+_SPACE_LIKE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+# Invisible characters that only get in the way of matching: zero-width space, word joiner, BOM,
+# soft hyphen, and the C0/C1 control characters other than tab and newline. Zero-width (non-)joiners
+# are kept: they change how Persian, Indic scripts and emoji render.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+# Sequences that UTF-8 text decoded as cp1252/latin-1 produces ("â€™" for "’", "Ã©" for "é").
+_MOJIBAKE_MARKERS = re.compile(
+    "[ÃÂâ][\u0080-\u00bf\u2018-\u203a\u0152\u0153\u0160\u0161\u017d\u017e\u0178\u0192\u02c6\u02dc\u20ac]"
+)
+
+
+def clean_text(text: str) -> str:
+    """One paragraph of display text: space-like characters made spaces, invisible ones removed,
+    runs of whitespace (newlines included) collapsed to one space, ends stripped."""
+    text = _SPACE_LIKE.sub(" ", text)
+    text = _INVISIBLE.sub("", text)
+    return _WHITESPACE_RUN.sub(" ", text).strip()
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo the commonest mojibake (UTF-8 bytes read as cp1252), only when that is clearly right.
+
+    The repair is kept only if re-encoding round-trips without error and removes every marker; a
+    text that merely contains an "Ã" (a Portuguese word, say) is returned unchanged.
+    """
+    if not _MOJIBAKE_MARKERS.search(text):
+        return text
+    try:
+        repaired = text.encode("cp1252").decode("utf-8")
+    except UnicodeError:
+        return text
+    return repaired if not _MOJIBAKE_MARKERS.search(repaired) else text
+
+
+def _ends_with_space(text: str | None) -> bool:
+    return bool(text) and text[-1].isspace()  # type: ignore[index]
+
+
+def _starts_with_space(text: str | None) -> bool:
+    return bool(text) and text[0].isspace()  # type: ignore[index]
+
+
+def separate_blocks(root: Any) -> None:
+    """Insert a newline on both sides of every block element of an lxml tree, in place.
+
+    Only where the neighbouring text does not already start or end with whitespace, so a tree
+    that is already well spaced is left as it was. `root` is any lxml element (typed loosely so
+    that both `lxml.html` and `lxml.etree` trees are accepted).
+    """
+    for element in root.iter():
+        tag = element.tag
+        if not isinstance(tag, str) or tag.lower() not in BLOCK_TAGS or element is root:
+            continue
+        # After the block: its tail.
+        if element.tail and not _starts_with_space(element.tail):
+            element.tail = "\n" + element.tail
+        # Before the block: the previous sibling's tail, or the parent's own text.
+        previous = element.getprevious()
+        if previous is not None:
+            if previous.tail and not _ends_with_space(previous.tail):
+                previous.tail += "\n"
+            elif not previous.tail:
+                previous.tail = "\n"
+        else:
+            parent = element.getparent()
+            if parent is not None and parent.text and not _ends_with_space(parent.text):
+                parent.text += "\n"
+        # Inside the block: a block child's text that is glued to the block's own last text is
+        # handled by the child's own visit, so nothing more is needed here.
+
+
+def block_text(element: Any) -> str:
+    """The display text of an lxml element, with block boundaries kept as spaces.
+
+    Does not modify the tree (unlike `separate_blocks`), skips script/style, and walks without
+    recursion so that absurdly deep trees cannot exhaust the stack.
+    """
+    parts: list[str] = []
+    # An explicit stack of (node, entering) instead of recursion; comments are children too.
+    stack: list[tuple[Any, bool]] = [(element, True)]
+    while stack:
+        node, entering = stack.pop()
+        tag = node.tag.lower() if isinstance(node.tag, str) else ""
+        if entering and tag and tag not in _INVISIBLE_TAGS:
+            if tag in BLOCK_TAGS:
+                parts.append(" ")
+            if node.text:
+                parts.append(node.text)
+            stack.append((node, False))
+            stack.extend((child, True) for child in reversed(node))
+            continue
+        if not entering and tag in BLOCK_TAGS:
+            parts.append(" ")
+        if node is not element and node.tail:
+            parts.append(node.tail)
+    return clean_text("".join(parts))

@@ -1,0 +1,68 @@
+"""Shared fixtures: the loopback sample site, the fake Telegram Bot API, config files, the CLI.
+
+Tests never reach the internet: every server here listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.sample_site import SampleSite
+from tests.support.fake_telegram import FakeTelegram
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SITE = REPO / "config" / "demo-site"
+SHARED = REPO.parent / "shared"
+
+
+def require_tool(name: str) -> str:
+    """The path of a system tool a test needs; skip without it, but fail under CI (CI=true),
+    where .ci/run installs every such tool, so a skip there would hide a missing install step."""
+    path = shutil.which(name)
+    if path:
+        return path
+    reason = f"{name} is not installed (Debian package or PyPI; .ci/run installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"under CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def sample_site() -> Iterator[SampleSite]:
+    with SampleSite(DEMO_SITE) as site:
+        yield site
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as api:
+        yield api
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` for real, as a user would run `wirewatch ARGS`."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or REPO,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,322 @@
+"""parse_feed(): every format into the same canonical Entry. Cases are fixture files under
+tests/fixtures/feeds plus the entries they must give, so adding a format quirk is adding a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.sample_site import Response, SampleSite
+from feeds.errors import ParseError
+from feeds.fetch import FetchLimits, fetch, make_client
+from feeds.models import ConditionalHeaders, Entry, FetchResult
+from feeds.parse import html_to_text, parse_feed
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
+FEED_URL = "https://news.example.org/feeds/latest.xml"
+SOURCE = "example"
+
+
+def fetched(
+    name: str, content_type: str | None = "application/rss+xml", url: str = FEED_URL
+) -> FetchResult:
+    return FetchResult(
+        requested_url=url,
+        url=url,
+        status=200,
+        content=(FIXTURES / name).read_bytes(),
+        content_type=content_type,
+        validators=ConditionalHeaders(),
+        fetched_at=datetime(2024, 5, 7, tzinfo=UTC),
+    )
+
+
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def entry(**fields: object) -> Entry:
+    defaults: dict[str, object] = {"source": SOURCE, "summary": ""}
+    return Entry(**(defaults | fields))  # type: ignore[arg-type]
+
+
+CASES = {
+    "rss2.xml": (
+        "application/rss+xml",
+        [
+            entry(
+                guid="example-wire-1001",
+                url="https://news.example.org/world/2024/strike-spreads",  # relative link resolved
+                title="Ports & harbours: strike spreads",
+                summary="Dock workers walked out on Monday. More to follow.",
+                content_html=(
+                    "<p>Dock workers <b>walked out</b> on Monday.</p><p>Full story here.</p>"
+                ),
+                author="Jane Reporter",
+                published=at(2024, 5, 6, 7, 30),
+            ),
+            entry(
+                guid="https://news.example.org/world/2024/second",
+                url="https://news.example.org/world/2024/second",
+                title="Second story",
+                summary="Plain description.",
+                published=at(2024, 5, 5, 18, 0),
+            ),
+            # (the item with neither title nor link is skipped)
+            entry(
+                guid="sha256:09b6a703f6126a406d811cecdcacfecae9d9b5d7f4e07432f9349f2624fffa37",
+                url="",
+                title="Only a title",
+                summary="No link, no guid: the guid is a hash.",
+                published=at(2024, 5, 4, 12, 0),
+            ),
+        ],
+    ),
+    "rss1.rdf": (
+        "application/rdf+xml",
+        [
+            entry(
+                guid="https://rdf.example.org/a",
+                url="https://rdf.example.org/a",
+                title="RDF first",
+                summary="First RDF item.",
+                author="Ann Author",
+                published=at(2024, 5, 6, 8, 0),
+                updated=at(2024, 5, 6, 8, 0),
+            ),
+            entry(
+                guid="https://rdf.example.org/b",
+                url="https://rdf.example.org/b",
+                title="RDF second",
+                summary="Second RDF item.",
+                published=at(2024, 5, 5, 7, 0),
+                updated=at(2024, 5, 5, 7, 0),
+            ),
+        ],
+    ),
+    "rss091.xml": (
+        "application/rss+xml",
+        [
+            entry(
+                guid="https://old.example.org/legacy",
+                url="https://old.example.org/legacy",
+                title="Legacy item",
+                summary="Still around.",
+            )
+        ],
+    ),
+    "atom10.atom": (
+        "application/atom+xml",
+        [
+            entry(
+                guid="tag:atom.example.org,2024:summit",
+                url="https://atom.example.org/2024/05/summit",  # resolved against xml:base
+                title="Summit ends without deal",
+                summary="Leaders left without agreement.",
+                content_html="<p>Leaders left without agreement.</p>",
+                author="Max Mustermann",
+                published=at(2024, 5, 6, 5, 15),
+                updated=at(2024, 5, 6, 9, 0),
+            ),
+            entry(
+                guid="tag:atom.example.org,2024:text",
+                url="https://atom.example.org/2024/05/text",
+                title="Text content",
+                summary="XHTML body.",  # no summary: taken from the content
+                content_html="<p>XHTML <b>body</b>.</p>",
+                updated=at(2024, 5, 5, 9, 0),
+            ),
+        ],
+    ),
+    "atom03.xml": (
+        "application/atom+xml",
+        [
+            entry(
+                guid="tag:atom03.example.org,2024:1",
+                url="https://atom03.example.org/entry",
+                title="Old atom entry",
+                summary="An entry in Atom 0.3.",
+                author="Old Writer",
+                published=at(2024, 5, 6, 10, 0),
+                updated=at(2024, 5, 6, 11, 0),
+            )
+        ],
+    ),
+    "jsonfeed10.json": (
+        "application/feed+json",
+        [
+            entry(
+                guid="2001",  # a number in the wild, a string for us
+                url="https://news.example.org/feeds/posts/json-one",
+                title="JSON & one",
+                summary="Hello JSON.",
+                content_html="<p>Hello <i>JSON</i>.</p>",
+                author="Feed Author",  # inherited from the feed
+                published=at(2024, 5, 6, 8, 0),
+                updated=at(2024, 5, 6, 12, 0),
+            ),
+            entry(
+                guid="json-two",
+                url="https://json.example.org/posts/json-two",
+                title="",
+                summary="Microblog post without a title. Second paragraph.",
+                content_html="<p>Microblog post without a title.</p><p>Second paragraph.</p>",
+                author="Item Author",
+            ),
+        ],
+    ),
+    "jsonfeed11.json": (
+        "application/json",  # generic JSON type: recognised by its version URL
+        [
+            entry(
+                guid="https://json11.example.org/a",
+                url="https://json11.example.org/a",
+                title="Eleven",
+                summary="One point one.",
+                content_html="<p>One point one.</p>",
+                author="First, Second",
+                published=at(2024, 5, 6, 10, 0),
+            )
+        ],
+    ),
+    "latin1.xml": (
+        "application/rss+xml",  # no charset: the XML prolog decides
+        [
+            entry(
+                guid="https://latin.example.org/creme",
+                url="https://latin.example.org/creme",
+                title="Crème brûlée à la française",
+                summary="Naïve résumé © 2024",
+            )
+        ],
+    ),
+    "malformed.xml": (
+        "application/rss+xml",
+        [
+            entry(
+                guid="https://broken.example.org/salt?a=1&b=2",
+                url="https://broken.example.org/salt?a=1&b=2",
+                title="Salt & pepper",
+                summary="Unescaped ampersands & friends",
+            ),
+            entry(
+                guid="https://broken.example.org/second",
+                url="https://broken.example.org/second",
+                title="Second broken",
+            ),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "content_type", "expected"), [(n, *c) for n, c in CASES.items()])
+def test_formats_give_canonical_entries(
+    name: str, content_type: str, expected: list[Entry]
+) -> None:
+    assert parse_feed(fetched(name, content_type), SOURCE) == expected
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_dates_are_aware_utc(name: str) -> None:
+    for item in parse_feed(fetched(name, CASES[name][0]), SOURCE):
+        for value in (item.published, item.updated):
+            assert value is None or value.utcoffset() == UTC.utcoffset(None)
+
+
+@pytest.mark.parametrize("name", ["rss2.xml", "jsonfeed10.json", "atom10.atom"])
+def test_content_type_is_not_needed_to_tell_formats_apart(name: str) -> None:
+    assert parse_feed(fetched(name, None), SOURCE) == CASES[name][1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [("rss2.xml", "application/json"), ("jsonfeed11.json", "text/xml; charset=utf-8")],
+)
+def test_the_body_beats_a_mislabelled_content_type(name: str, content_type: str) -> None:
+    assert parse_feed(fetched(name, content_type), SOURCE)[0].guid == CASES[name][1][0].guid
+
+
+def test_hash_guid_is_stable() -> None:
+    first = parse_feed(fetched("rss2.xml"), SOURCE)[-1].guid
+    assert first == parse_feed(fetched("rss2.xml"), SOURCE)[-1].guid
+    assert first.startswith("sha256:")
+
+
+def test_latin1_declared_in_content_type_too() -> None:
+    result = fetched("latin1.xml", "text/xml; charset=iso-8859-1")
+    assert parse_feed(result, SOURCE)[0].title == "Crème brûlée à la française"
+
+
+def test_an_empty_feed_is_no_error() -> None:
+    result = FetchResult(
+        FEED_URL, FEED_URL, 200,
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>',
+        "application/rss+xml", ConditionalHeaders(), datetime(2024, 5, 7, tzinfo=UTC),
+    )  # fmt: skip
+    assert parse_feed(result, SOURCE) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        ((FIXTURES / "garbage.txt").read_bytes(), "text/plain", "not a feed"),
+        (
+            b"<html><head><title>Moved</title></head><body><p>Hi</p></body></html>",
+            "text/html",
+            "not a feed",
+        ),
+        (b"", None, "not a feed"),
+        (b'{"version": "1.0", "items": []}', "application/json", "version"),
+        (b'{"version": "https://jsonfeed.org/version/1.1"', "application/feed+json", "JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1"}', "application/feed+json", "items"),
+        (b"[1, 2]", "application/json", "object"),
+    ],
+    ids=["garbage", "html", "empty", "json-not-feed", "json-broken", "json-no-items", "json-array"],
+)
+def test_not_a_feed(body: bytes, content_type: str | None, message: str) -> None:
+    result = FetchResult(
+        FEED_URL, FEED_URL, 200, body, content_type, ConditionalHeaders(),
+        datetime(2024, 5, 7, tzinfo=UTC),
+    )  # fmt: skip
+    with pytest.raises(ParseError, match=message):
+        parse_feed(result, SOURCE)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "text"),
+    [
+        ("plain   text\n here", "plain text here"),
+        ("AT&amp;T &eacute;t&eacute;", "AT&T été"),
+        ("<p>one</p><p>two</p>", "one two"),
+        ("wo<b>rd</b>", "word"),
+        ("line<br>break", "line break"),
+        ("<script>alert(1)</script><style>p{}</style>kept", "kept"),
+        ("<!-- note -->visible", "visible"),
+        ("5 < 6 & 7 > 3", "5 < 6 & 7 > 3"),
+        ("", ""),
+    ],
+)
+def test_html_to_text(fragment: str, text: str) -> None:
+    assert html_to_text(fragment) == text
+
+
+@pytest.fixture
+def site() -> Iterator[SampleSite]:
+    with SampleSite(FIXTURES) as running:
+        yield running
+
+
+async def test_fetched_over_http_then_parsed(site: SampleSite) -> None:
+    """End to end: the site's content type and the final URL after a redirect reach the parser."""
+    async with make_client("wirewatch-tests/1.0", FetchLimits(total_timeout=5)) as client:
+        result = await fetch(client, site.url("/latin1.xml"))
+        redirected = site.url("/rss2.xml")
+        site.route("/go", lambda req: Response(302, {"Location": redirected}))
+        rss2 = await fetch(client, site.url("/go"))
+    assert isinstance(result, FetchResult) and isinstance(rss2, FetchResult)
+    assert parse_feed(result, SOURCE)[0].title == "Crème brûlée à la française"
+    # The relative link resolves against where the feed really was, not where we asked.
+    assert parse_feed(rss2, SOURCE)[0].url == site.url("/world/2024/strike-spreads")
