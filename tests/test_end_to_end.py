@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from bot.sample_site import Response, SampleSite
-from tests.conftest import DEMO_SITE, REPO, SHARED, free_port, run_cli
+from tests.conftest import DEMO_SITE, REPO, free_port, run_cli
 from tests.support.fake_telegram import FakeTelegram
 
-SEED = SHARED / "samples" / "seed-article" / "expected.json"
+SEED = REPO / "tests" / "fixtures" / "seed-article" / "expected.json"
 
 # Which sample articles each watchlist must hold (by the slug in their URL), from config/demo-site.
 EXPECTED_FEEDS = {
@@ -130,6 +130,39 @@ def test_run_once_twice_puts_each_article_in_the_right_feeds_and_alerts_once(
     assert all(m.parse_mode == "HTML" for m in telegram.sent)
 
 
+def test_second_poll_is_conditional_and_fetches_no_article_page_again(
+    tmp_path: Path, sample_site: SampleSite, telegram: FakeTelegram
+) -> None:
+    config = write_config(tmp_path, sample_site, telegram, broken=False)
+    assert run_cli("--config", str(config), "run", "--once").returncode == 0
+    first = sample_site.requests
+    assert any(r.path.startswith("/articles/") for r in first)
+    assert all("wirewatch/" in r.headers.get("user-agent", "") for r in first)
+    sample_site.clear_requests()
+
+    assert run_cli("--config", str(config), "run", "--once").returncode == 0
+    second = sample_site.requests
+    assert sorted(r.path for r in second) == [
+        "/feeds/europe.atom",
+        "/feeds/wire.json",
+        "/feeds/world.xml",
+    ]
+    assert all("if-none-match" in r.headers for r in second)  # every re-poll is conditional
+
+
+def test_without_a_token_alerts_are_logged_once_and_feeds_still_work(
+    tmp_path: Path, sample_site: SampleSite
+) -> None:
+    config = write_config(tmp_path, sample_site, None, broken=False)
+    first = run_cli("--config", str(config), "run", "--once")
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("wirewatch.alerts") == sum(len(v) for v in EXPECTED_ALERTS.values())
+    assert "Macron tells Putin" in first.stderr
+    assert slugs(tmp_path / "feeds" / "energy.atom") == ["nord-stream"]
+    second = run_cli("--config", str(config), "run", "--once")
+    assert second.returncode == 0 and "wirewatch.alerts" not in second.stderr
+
+
 def test_excluded_term_suppresses_and_unrelated_news_stays_out(
     tmp_path: Path, sample_site: SampleSite, telegram: FakeTelegram
 ) -> None:
@@ -142,7 +175,6 @@ def test_excluded_term_suppresses_and_unrelated_news_stays_out(
     assert not any("world-cup-playoff" in m.text for m in telegram.sent)
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="shared/samples/seed-article is not beside the repo")
 def test_seed_article_is_clean_everywhere(
     tmp_path: Path, sample_site: SampleSite, telegram: FakeTelegram
 ) -> None:
