@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from itertools import pairwise
 from datetime import timedelta
+from itertools import pairwise
 
 from bot.ingest import SourceJob
 from bot.scheduler import Schedule
