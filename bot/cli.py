@@ -11,15 +11,16 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from feeds.errors import FetchError, FetchErrorKind
 from feeds.extract import extract_article
+from feeds.fetch import DEFAULT_USER_AGENT, PAGE_ACCEPT, fetch, make_client
 from feeds.match import Matcher
-from feeds.models import Article
+from feeds.models import Article, FetchResult
 
 from . import __version__
 from .settings import Settings, SettingsError, load_settings
@@ -28,27 +29,45 @@ DEFAULT_CONFIG = "config/wirewatch.yaml"
 EXIT_CONFIG = 2
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted before or after the command (`wirewatch check --config X`
+    # as well as `wirewatch --config X check`); SUPPRESS keeps a subcommand's unset copy from
+    # overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"configuration file (default: $WIREWATCH_CONFIG or {DEFAULT_CONFIG})",
+    )
+    common.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="how much to log (default INFO)",
+    )
     parser = argparse.ArgumentParser(
         prog="wirewatch",
         description="News watch and alert bot: sources → watchlists → Atom + Telegram.",
+        parents=[common],
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("WIREWATCH_CONFIG") or DEFAULT_CONFIG),
-        help=f"configuration file (default: $WIREWATCH_CONFIG or {DEFAULT_CONFIG})",
-    )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument("--version", action="version", version=f"wirewatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("check", help="validate the configuration")
+    commands.add_parser("check", parents=[common], help="validate the configuration")
 
-    run = commands.add_parser("run", help="poll, serve feeds and send alerts until stopped")
+    run = commands.add_parser(
+        "run", parents=[common], help="poll, serve feeds and send alerts until stopped"
+    )
     run.add_argument("--once", action="store_true", help="poll every source once, then exit")
 
-    clean = commands.add_parser("clean", help="clean one article page (or a batch)")
+    clean = commands.add_parser(
+        "clean", parents=[common], help="clean one article page (or a batch)"
+    )
     clean.add_argument("page", nargs="?", help="a file path or an http(s) URL")
     clean.add_argument("--url", help="the page's URL, for a file (resolves relative links)")
     clean.add_argument("--json", action="store_true", help="print the article as JSON")
@@ -59,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON lines {"id","path","url"}; prints one JSON line per page',
     )
 
-    match = commands.add_parser("match", help="match articles against the watchlists")
+    match = commands.add_parser(
+        "match", parents=[common], help="match articles against the watchlists"
+    )
     match.add_argument(
         "--batch",
         type=Path,
@@ -68,36 +89,49 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON lines {"id","title","text"[,"url","source"]}',
     )
 
-    commands.add_parser("demo", help="run the whole pipeline offline on bundled sample sources")
+    commands.add_parser(
+        "demo", parents=[common], help="run the whole pipeline offline on bundled sample sources"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    config = getattr(args, "config", None) or Path(
+        os.environ.get("WIREWATCH_CONFIG") or DEFAULT_CONFIG
+    )
+    level = getattr(args, "log_level", "INFO")
     # python-telegram-bot 22 warns on every RetryAfter unless told to use timedelta values, which
     # bot.telegram reads either way.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     # httpx logs every request at INFO; that is our own polling, already reported per source.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return dispatch(args, config)
+    except KeyboardInterrupt:  # Ctrl-C before the app's own signal handling is in place
+        return 130
+
+
+def dispatch(args: argparse.Namespace, config: Path) -> int:
     command = args.command
     if command == "clean":
         return clean_command(args)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(config)
     except SettingsError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     if command == "check":
         print(
-            f"{args.config}: ok ({len(settings.sources)} sources, "
-            f"{len(settings.watchlists)} watchlists)"
+            f"{config}: ok ({len(settings.sources)} sources, {len(settings.watchlists)} watchlists)"
         )
         return 0
     if command == "match":
@@ -112,59 +146,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def run_command(settings: Settings, *, once: bool) -> int:
-    from .app import App
+    from .app import App, StartupError, stop_on_signals
 
-    async with App(settings) as app:
-        if once:
+    try:
+        async with App(settings) as app:
+            if not once:
+                stop = asyncio.Event()
+                with stop_on_signals(stop):
+                    await app.run_forever(stop)
+                return 0
             report = await app.run_once()
-            for poll in report.polls:
-                if poll.error:
-                    print(f"source {poll.source}: FAILED: {poll.error}", file=sys.stderr)
-            print(
-                f"polled {len(report.polls)} sources ({len(report.failed_sources)} failed), "
-                f"{sum(p.new_articles for p in report.polls)} new articles, "
-                f"{sum(p.new_matches for p in report.polls)} new matches, "
-                f"{report.delivery.sent} alerts sent, {report.delivery.failed} not sent "
-                "(kept for the next run)"
-            )
-            return 0
-        stop = asyncio.Event()
-        with stop_on_signals(stop):
-            await app.run_forever(stop)
+    except StartupError as error:
+        print(f"wirewatch: cannot start: {error}", file=sys.stderr)
+        return 1
+    for poll in report.failed_sources:
+        print(f"source {poll.source}: FAILED: {poll.error}", file=sys.stderr)
+    verb = "logged" if app.alert_outcome == "logged" else "sent"
+    print(
+        f"polled {len(report.polls)} sources ({len(report.failed_sources)} failed), "
+        f"{sum(p.new_articles for p in report.polls)} new articles, "
+        f"{sum(p.new_matches for p in report.polls)} new matches, "
+        f"{report.delivery.sent} alerts {verb}, {report.delivery.failed} not sent"
+    )
     return 0
-
-
-class stop_on_signals:  # lower case: it is used as a context manager and reads like one
-    """SIGINT and SIGTERM set `stop`, so shutdown runs the same clean path whatever the cause."""
-
-    def __init__(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        self._loop = asyncio.get_running_loop()
-
-    def __enter__(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._stop.set)
-
-    def __exit__(self, *_: object) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.remove_signal_handler(sig)
 
 
 def clean_command(args: argparse.Namespace) -> int:
     if args.batch:
-        for record in read_json_lines(args.batch):
-            path = Path(record["path"])
-            article = extract_article(path.read_bytes(), record.get("url") or path.as_uri())
-            print(json.dumps({"id": record["id"], **article_json(article)}, ensure_ascii=False))
-        return 0
+        return clean_batch(args.batch, sys.stdout)
     if not args.page:
         print("wirewatch clean: give a PATH or URL, or --batch MANIFEST", file=sys.stderr)
         return EXIT_CONFIG
-    if args.page.startswith(("http://", "https://")):
-        content, url = asyncio.run(fetch_page(args.page))
-    else:
-        path = Path(args.page)
-        content, url = path.read_bytes(), args.url or path.resolve().as_uri()
+    try:
+        if args.page.startswith(("http://", "https://")):
+            content, url = asyncio.run(fetch_page(args.page))
+        else:
+            path = Path(args.page)
+            content, url = path.read_bytes(), args.url or path.resolve().as_uri()
+    except (OSError, FetchError) as error:
+        print(f"wirewatch clean: {args.page}: {error}", file=sys.stderr)
+        return 1
     article = extract_article(content, url)
     if args.json:
         print(json.dumps(article_json(article), ensure_ascii=False, indent=2))
@@ -173,13 +194,33 @@ def clean_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def fetch_page(url: str) -> tuple[bytes, str]:
-    from feeds.fetch import DEFAULT_USER_AGENT, PAGE_ACCEPT, fetch, make_client
-    from feeds.models import FetchResult
+def clean_batch(manifest: Path, out: TextIO) -> int:
+    """One output line per manifest line, in order; a page that cannot be read gets a line with
+    an "error" instead of stopping the batch."""
+    for record in read_json_lines(manifest):
+        try:
+            path = Path(record["path"])
+            content = path.read_bytes()
+        except (KeyError, TypeError, OSError) as error:
+            line = {"id": record["id"], "title": "", "text": "", "error": describe(error)}
+        else:
+            article = extract_article(content, record.get("url") or path.as_uri())
+            line = {"id": record["id"], **article_json(article)}
+        print(json.dumps(line, ensure_ascii=False), file=out)
+    return 0
 
+
+def describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f'missing "{error.args[0]}"'
+    return f"{type(error).__name__}: {error}"
+
+
+async def fetch_page(url: str) -> tuple[bytes, str]:
     async with make_client(DEFAULT_USER_AGENT) as client:
         result = await fetch(client, url, accept=PAGE_ACCEPT)
-    assert isinstance(result, FetchResult)
+    if not isinstance(result, FetchResult):  # no validators were sent, so no 304 can come back
+        raise FetchError(FetchErrorKind.HTTP_STATUS, "unexpected 304", url=url, status=304)
     return result.content, result.url
 
 
@@ -199,21 +240,28 @@ def article_json(article: Article) -> dict[str, Any]:
 
 def match_command(settings: Settings, path: Path, out: TextIO) -> int:
     matcher = Matcher([w.to_watchlist() for w in settings.watchlists])
-    for record in read_json_lines(path):
+    for number, record in enumerate(read_json_lines(path), start=1):
+        fields = {key: record.get(key) or "" for key in ("title", "text", "url", "source")}
+        if not all(isinstance(value, str) for value in fields.values()):
+            raise SystemExit(f"{path}: record {number}: title, text, url and source must be text")
         article = Article(
-            url=record.get("url") or "",
-            title=record.get("title") or "",
-            paragraphs=tuple(p for p in (record.get("text") or "").split("\n\n") if p.strip()),
+            url=fields["url"],
+            title=fields["title"],
+            paragraphs=tuple(p for p in fields["text"].split("\n\n") if p.strip()),
             html="",
         )
-        for match in matcher.match(article, record.get("source")):
+        for match in matcher.match(article, fields["source"] or None):
             line = {"id": record["id"], "watchlist": match.watchlist, "terms": list(match.terms)}
             print(json.dumps(line, ensure_ascii=False), file=out)
     return 0
 
 
 def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
+    try:
+        lines = path.open(encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(f"{path}: cannot read: {error.strerror}") from None
+    with lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

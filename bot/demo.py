@@ -12,8 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .app import App
-from .cli import stop_on_signals
+from .app import App, stop_on_signals
 from .sample_site import SampleSite
 from .settings import Settings, load_settings
 
@@ -36,7 +35,14 @@ class PrintingSender:
 
 async def run_demo(settings: Settings) -> int:
     site_root = settings.path.parent / "demo-site"
-    with SampleSite(site_root) as site, tempfile.TemporaryDirectory() as state:
+    stop = asyncio.Event()
+    with (
+        stop_on_signals(stop),
+        SampleSite(site_root) as site,
+        tempfile.TemporaryDirectory() as state,
+    ):
+        # The demo config points its sources at ${WIREWATCH_DEMO_SITE}: read it again now that
+        # the site has a port, with a fresh database and feed folder so every demo starts clean.
         os.environ[DEMO_SITE_VARIABLE] = site.base_url
         demo = load_settings(settings.path).model_copy(
             update={
@@ -58,8 +64,6 @@ async def run_demo(settings: Settings) -> int:
             for url in app.feed_urls():
                 print(f"  {url}")
             print(f"\nIndex: {demo.server.public_url}/  (Ctrl-C to stop)", flush=True)
-            stop = asyncio.Event()
-            with stop_on_signals(stop):
-                await stop.wait()
+            await stop.wait()
             await server.stop()
     return 0

@@ -1,7 +1,8 @@
-"""One poll of one source, end to end: fetch → parse → full text → clean → store → match → outbox.
+"""One poll of one source, end to end: fetch → parse → full text → clean → match → store.
 
-A poll never raises for a source's own failures: it returns a PollReport whose `error` says what
-went wrong, after recording it in the store, so one broken source never stops the others.
+A poll never raises for a source's failures: it records them in the store and returns a PollReport
+whose `error` says what went wrong, so one broken source never stops the others. CPU-heavy steps
+(parsing, cleaning) run in worker threads so the feed server stays responsive meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from feeds.entry_article import article_from_entry, needs_page
+from feeds.entry_article import article_from_entry, merge_page_and_feed, needs_page
 from feeds.errors import FetchError, ParseError
 from feeds.extract import extract_article
 from feeds.fetch import PAGE_ACCEPT, FetchLimits, fetch
@@ -66,19 +67,26 @@ class Ingestor:
     clock: Clock = utc_now
 
     async def poll(self, source: SourceJob) -> PollReport:
-        state = self.store.source_state(source.name, source.url)
         try:
-            response = await fetch(self.client, source.url, state.validators, limits=self.limits)
-            now = self.clock()
-            if not isinstance(response, FetchResult):
-                self.store.record_poll_success(source.name, source.url, response.validators, now)
-                return PollReport(source.name, not_modified=True)
-            entries = parse_feed(response, source.name)
+            return await self._poll(source)
         except (FetchError, ParseError) as error:
             message = str(error)
-            self.store.record_poll_failure(source.name, source.url, message, self.clock())
-            log.warning("source %s failed: %s", source.name, message)
-            return PollReport(source.name, error=message)
+        except Exception as error:  # a bug or a surprise in one source must not stop the rest
+            log.exception("source %s: unexpected failure", source.name)
+            message = f"unexpected {type(error).__name__}: {error}"
+        self.store.record_poll_failure(source.name, source.url, message, self.clock())
+        log.warning("source %s failed: %s", source.name, message)
+        return PollReport(source.name, error=message)
+
+    async def _poll(self, source: SourceJob) -> PollReport:
+        state = self.store.source_state(source.name, source.url)
+        response = await fetch(self.client, source.url, state.validators, limits=self.limits)
+        if not isinstance(response, FetchResult):
+            self.store.record_poll_success(
+                source.name, source.url, response.validators, self.clock()
+            )
+            return PollReport(source.name, not_modified=True)
+        entries = await asyncio.to_thread(parse_feed, response, source.name)
         report = await self._ingest_entries(source, entries)
         # Validators are stored only once the entries are safely in, so that a crash mid-poll
         # makes the next poll fetch the feed again instead of getting a 304 and missing entries.
@@ -95,22 +103,21 @@ class Ingestor:
             article, warning = await self._article_for(source, entry)
             if warning:
                 warnings.append(warning)
-            stored = self.store.add_article(source.name, entry.guid, article, self.clock())
-            if stored is None:
+            found = self.matcher.match(article, source.name)
+            ingested = self.store.add_article_with_matches(
+                source.name, entry.guid, article, found, self.routes, self.clock()
+            )
+            if ingested is None:
                 continue
             articles += 1
-            for match in self.matcher.match(article, source.name):
-                if not self.store.add_match(stored.id, match, self.clock()):
-                    continue
-                matches += 1
-                for chat_id in self.routes.get(match.watchlist, ()):
-                    alerts += self.store.enqueue_alert(chat_id, stored.id, match, self.clock())
+            matches += ingested.new_matches
+            alerts += ingested.new_alerts
         return PollReport(source.name, articles, matches, alerts, warnings=tuple(warnings))
 
     async def _article_for(self, source: SourceJob, entry: Entry) -> tuple[Article, str | None]:
         """The cleaned article of an entry: its page's text when wanted, else the feed's text."""
-        from_feed = article_from_entry(entry)
-        if not entry.url or not needs_page(entry, source.full_text):
+        from_feed = await asyncio.to_thread(article_from_entry, entry)
+        if not needs_page(entry, from_feed, source.full_text):
             return from_feed, None
         try:
             page = await fetch(self.client, entry.url, limits=self.limits, accept=PAGE_ACCEPT)
@@ -120,21 +127,5 @@ class Ingestor:
             return from_feed, warning
         if not isinstance(page, FetchResult):  # no validators were sent, so 304 is unexpected
             return from_feed, None
-        cleaned = await asyncio.to_thread(extract_article, page.content, page.url)
-        return merge(cleaned, from_feed, entry), None
-
-
-def merge(cleaned: Article, from_feed: Article, entry: Entry) -> Article:
-    """The page's article, with the feed's values where the page gave none."""
-    if not cleaned.paragraphs:
-        return from_feed
-    return Article(
-        url=cleaned.url or from_feed.url,
-        title=cleaned.title or from_feed.title,
-        paragraphs=cleaned.paragraphs,
-        html=cleaned.html,
-        author=cleaned.author or from_feed.author,
-        published=cleaned.published or entry.published,
-        standfirst=cleaned.standfirst or from_feed.standfirst,
-        language=cleaned.language,
-    )
+        from_page = await asyncio.to_thread(extract_article, page.content, page.url)
+        return merge_page_and_feed(from_page, from_feed), None

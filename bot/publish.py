@@ -11,16 +11,15 @@ import html
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from feeds.atom import AtomEntry, FeedMeta, render_atom, tag_uri
+from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, render_atom, tag_uri
 
-from .server import FeedCatalog, RenderedFeed
+from .server import ALL_FEED, FeedCatalog, RenderedFeed, feed_url
 from .store import FeedItem, Store
 
-ALL_FEED = "all"
+__all__ = ["ALL_FEED", "FeedSpec", "Publisher"]
 # The date part of tag: URIs of feeds. Fixed, so a feed's id never changes.
 FEED_ID_DATE = "2026"
 
@@ -56,14 +55,14 @@ class Publisher:
             current = self.catalog.get(spec.name)
             if current is not None and current.body == body:
                 continue
-            newest = max((item.article.updated_at for item in items), default=_EPOCH)
+            newest = max((item.article.updated_at for item in items), default=EMPTY_FEED_UPDATED)
             self.catalog.put(RenderedFeed.of(spec.name, spec.title, body, newest))
             write_atomically(self.output_dir / f"{spec.name}.atom", body)
             changed.append(spec.name)
         return changed
 
     def feed_url(self, name: str) -> str:
-        return f"{self.public_url}/feeds/{name}.atom"
+        return feed_url(self.public_url, name)
 
     def _meta(self, spec: FeedSpec) -> FeedMeta:
         return FeedMeta(
@@ -99,9 +98,6 @@ class Publisher:
 
     def _authority(self) -> str:
         return urlsplit(self.public_url).hostname or "wirewatch"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def write_atomically(path: Path, body: bytes) -> None:

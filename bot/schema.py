@@ -44,9 +44,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-ALERT_STATUSES = ("pending", "sending", "sent", "logged", "unknown")
-"""Outbox states: pending → sending → sent | logged; sending → pending on a failure; sending →
-unknown when a crash left the outcome unknown (never resent)."""
+ALERT_STATUSES = ("pending", "sending", "sent", "logged", "unknown", "failed")
+"""Outbox states: pending → sending → sent | logged; sending → pending on a temporary failure,
+→ failed on a permanent one (never retried); sending → unknown when a crash left the outcome
+unknown (never resent)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -32,6 +32,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -220,7 +221,8 @@ class ServerSettings(_Section):
 class TelegramSettings(_Section):
     """The bot's credentials and who may command it. An empty token means alerts are only logged."""
 
-    token: str = ""
+    token: SecretStr = SecretStr("")
+    """A SecretStr, so that printing the settings (a log line, a traceback) never shows it."""
     api_url: HttpUrl = "https://api.telegram.org"
     """Requests go to ``{api_url}/bot{token}/{method}``; tests point it at a fake server."""
     admins: tuple[Integer, ...] = ()
@@ -529,6 +531,10 @@ def _to_plain(node: object, loc: Loc, env: Mapping[str, str], found: list[_Locat
 # ── cross-item checks ────────────────────────────────────────────────────────────────────────
 
 
+# Feed names the bot itself publishes, which a watchlist's feed would overwrite.
+RESERVED_FEED_NAMES = frozenset({"all"})
+
+
 def _reference_problems(
     source_names: Sequence[object], watchlists: Sequence[tuple[object, Sequence[object]]]
 ) -> Iterator[_Located]:
@@ -553,6 +559,12 @@ def _reference_problems(
                 )
             else:
                 first[name] = index
+    for index, (name, _) in enumerate(watchlists):
+        if name in RESERVED_FEED_NAMES:
+            yield _Located(
+                ("watchlists", index, "name"),
+                f'"{name}" is reserved for the feed of every match; choose another name',
+            )
     defined = list(dict.fromkeys(name for name in source_names if isinstance(name, str)))
     shown = ", ".join(defined) or "none"
     for list_index, (_, wanted) in enumerate(watchlists):

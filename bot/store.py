@@ -25,7 +25,7 @@ never leads to a resend):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,15 @@ class StoredArticle:
     published: datetime | None
     fetched_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestedArticle:
+    """A newly stored article and what it led to."""
+
+    article: StoredArticle
+    new_matches: int
+    new_alerts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,44 +260,42 @@ class Store:
     def add_article(
         self, source: str, guid: str, article: Article, fetched_at: datetime
     ) -> StoredArticle | None:
-        """Store a new article; None (not an error) if (source, guid) is already stored.
+        """Store a new article; None (not an error) if (source, guid) is already stored."""
+        with self._engine.begin() as connection:
+            return _insert_article(connection, source, guid, article, fetched_at)
 
-        The row comes back through RETURNING, so the result is exactly what later reads give
-        (instants normalised to UTC).
+    def add_article_with_matches(
+        self,
+        source: str,
+        guid: str,
+        article: Article,
+        found: Sequence[Match],
+        routes: Mapping[str, Sequence[int]],
+        at: datetime,
+    ) -> IngestedArticle | None:
+        """Store a new article, its matches and their alerts in one transaction.
+
+        All or nothing: a crash can never leave an article stored (and so "known", never looked
+        at again) without the matches and alerts it should have produced. `routes` maps a
+        watchlist name to the chats alerted for it. None if (source, guid) is already stored.
         """
         with self._engine.begin() as connection:
-            statement = _insert(connection, articles).values(
-                source=source,
-                guid=guid,
-                url=article.url,
-                title=article.title,
-                text=article.text,
-                html=article.html,
-                author=article.author,
-                published=article.published,
-                fetched_at=fetched_at,
-                updated_at=fetched_at,
-            )
-            statement = statement.on_conflict_do_nothing(
-                index_elements=[articles.c.source, articles.c.guid]
-            )
-            row = connection.execute(statement.returning(*articles.c)).one_or_none()
-        return None if row is None else _stored_article(row._mapping)
+            stored = _insert_article(connection, source, guid, article, at)
+            if stored is None:
+                return None
+            new_matches = new_alerts = 0
+            for match in found:
+                if not _insert_match(connection, stored.id, match, at):
+                    continue
+                new_matches += 1
+                for chat_id in routes.get(match.watchlist, ()):
+                    new_alerts += _insert_alert(connection, chat_id, stored.id, match, at)
+        return IngestedArticle(stored, new_matches, new_alerts)
 
     def add_match(self, article_id: int, match: Match, at: datetime) -> bool:
         """Record that an article matched a watchlist; False if that pair was already recorded."""
         with self._engine.begin() as connection:
-            statement = _insert(connection, matches).values(
-                article_id=article_id,
-                watchlist=match.watchlist,
-                terms=match.terms,
-                snippet=match.snippet,
-                matched_at=at,
-            )
-            statement = statement.on_conflict_do_nothing(
-                index_elements=[matches.c.article_id, matches.c.watchlist]
-            )
-            return _inserted(connection, statement.returning(matches.c.article_id))
+            return _insert_match(connection, article_id, match, at)
 
     # Alert outbox
 
@@ -299,24 +306,16 @@ class Store:
         matching watchlist.
         """
         with self._engine.begin() as connection:
-            statement = _insert(connection, outbox).values(
-                chat_id=chat_id,
-                article_id=article_id,
-                watchlist=match.watchlist,
-                terms=match.terms,
-                snippet=match.snippet,
-                status="pending",
-                attempts=0,
-                created_at=at,
-                updated_at=at,
-            )
-            statement = statement.on_conflict_do_nothing(
-                index_elements=[outbox.c.chat_id, outbox.c.article_id]
-            )
-            return _inserted(connection, statement.returning(outbox.c.id))
+            return _insert_alert(connection, chat_id, article_id, match, at)
 
-    def pending_alerts(self, limit: int = 100) -> list[PendingAlert]:
-        """Alerts waiting to be sent, oldest first, each with its article."""
+    def pending_alerts(
+        self, limit: int = 100, exclude_chats: Collection[int] = ()
+    ) -> list[PendingAlert]:
+        """Alerts waiting to be sent, oldest first, each with its article.
+
+        `exclude_chats` leaves out chats the caller is holding back (after a failed send), so
+        that one stuck chat can never hide the alerts of the others behind it.
+        """
         query = (
             select(outbox, articles)
             .join_from(outbox, articles, outbox.c.article_id == articles.c.id)
@@ -324,6 +323,8 @@ class Store:
             .order_by(outbox.c.created_at, outbox.c.id)
             .limit(limit)
         )
+        if exclude_chats:
+            query = query.where(outbox.c.chat_id.not_in(list(exclude_chats)))
         with self._engine.begin() as connection:
             rows = connection.execute(query).all()
         return [_pending_alert(row._mapping) for row in rows]
@@ -351,13 +352,20 @@ class Store:
             updated_at=at,
         )
 
-    def mark_alert_failed(self, alert_id: int, error: str, at: datetime) -> None:
-        """Put an alert back in the queue after a send that certainly did not deliver it."""
+    def mark_alert_failed(
+        self, alert_id: int, error: str, at: datetime, *, permanent: bool = False
+    ) -> None:
+        """Record a send that certainly did not deliver the alert.
+
+        A temporary failure puts it back in the queue; a permanent one (the chat blocked the bot,
+        the message can never be accepted) ends it as `failed`, so it neither retries forever nor
+        holds up the chat's later alerts.
+        """
         _transition(
             self._engine,
             alert_id,
             ("sending", "unknown"),
-            status="pending",
+            status="failed" if permanent else "pending",
             attempts=outbox.c.attempts + 1,
             last_error=error,
             updated_at=at,
@@ -393,6 +401,64 @@ class Store:
             if watchlist is None:
                 return _all_feed_items(connection, limit)
             return _watchlist_feed_items(connection, watchlist, limit)
+
+
+def _insert_article(
+    connection: Connection, source: str, guid: str, article: Article, fetched_at: datetime
+) -> StoredArticle | None:
+    """The row comes back through RETURNING, so the result is exactly what later reads give
+    (instants normalised to UTC)."""
+    statement = _insert(connection, articles).values(
+        source=source,
+        guid=guid,
+        url=article.url,
+        title=article.title,
+        text=article.text,
+        html=article.html,
+        author=article.author,
+        published=article.published,
+        fetched_at=fetched_at,
+        updated_at=fetched_at,
+    )
+    statement = statement.on_conflict_do_nothing(
+        index_elements=[articles.c.source, articles.c.guid]
+    )
+    row = connection.execute(statement.returning(*articles.c)).one_or_none()
+    return None if row is None else _stored_article(row._mapping)
+
+
+def _insert_match(connection: Connection, article_id: int, match: Match, at: datetime) -> bool:
+    statement = _insert(connection, matches).values(
+        article_id=article_id,
+        watchlist=match.watchlist,
+        terms=match.terms,
+        snippet=match.snippet,
+        matched_at=at,
+    )
+    statement = statement.on_conflict_do_nothing(
+        index_elements=[matches.c.article_id, matches.c.watchlist]
+    )
+    return _inserted(connection, statement.returning(matches.c.article_id))
+
+
+def _insert_alert(
+    connection: Connection, chat_id: int, article_id: int, match: Match, at: datetime
+) -> bool:
+    statement = _insert(connection, outbox).values(
+        chat_id=chat_id,
+        article_id=article_id,
+        watchlist=match.watchlist,
+        terms=match.terms,
+        snippet=match.snippet,
+        status="pending",
+        attempts=0,
+        created_at=at,
+        updated_at=at,
+    )
+    statement = statement.on_conflict_do_nothing(
+        index_elements=[outbox.c.chat_id, outbox.c.article_id]
+    )
+    return _inserted(connection, statement.returning(outbox.c.id))
 
 
 def _create_engine(url: URL) -> Engine:

@@ -314,9 +314,15 @@ class TelegramSender:
         self._started = False
 
     async def start(self) -> None:
-        """Open the HTTP client and check the token with getMe. Raises DeliveryError."""
+        """Open the HTTP client and check the token with getMe. Raises DeliveryError:
+        permanent when Telegram rejects the token (a configuration error), temporary when it
+        cannot be reached (send() tries again, so alerts wait in the outbox meanwhile)."""
         try:
             await self._bot.initialize()
+        except InvalidToken:
+            failure = DeliveryError(
+                "Telegram rejected the bot token (check telegram.token)", permanent=True
+            )
         except TelegramError as error:
             failure = self._sort(error)
         else:
@@ -340,7 +346,7 @@ class TelegramSender:
         (whose chain can carry the request URL, and so the token) is not attached as context.
         """
         if not self._started:
-            raise DeliveryError("TelegramSender.send() called before start()", permanent=False)
+            await self.start()  # Telegram was unreachable at start-up: try again now
         no_preview = telegram.LinkPreviewOptions(is_disabled=True)
         try:
             message = await self._bot.send_message(
@@ -387,7 +393,10 @@ class TelegramSender:
             )
         if isinstance(error, ChatMigrated):
             return DeliveryError(f"chat migrated to supergroup {error.new_chat_id}", permanent=True)
-        if isinstance(error, Forbidden | InvalidToken):
+        if isinstance(error, InvalidToken):
+            # The token, not this alert, is at fault: keep the alert queued for when it is fixed.
+            return DeliveryError(f"{name}: {text}", permanent=False)
+        if isinstance(error, Forbidden):
             return DeliveryError(f"{name}: {text}", permanent=True)
         if isinstance(error, BadRequest):
             # Every other 400 (chat not found, message too long, bad parameters) is about this

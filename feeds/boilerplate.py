@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from feeds.text import clean_text
+from feeds.text import clean_text, fold_for_comparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +155,6 @@ def boilerplate_reason(text: str) -> str | None:
     return None
 
 
-def _fold(text: str) -> str:
-    return re.sub(r"[\W_]+", " ", clean_text(text)).strip().casefold()
-
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """One block and why it was dropped (None when it is kept)."""
@@ -186,18 +182,20 @@ def judge_blocks(
     a short block that an adjacent caption repeats ("X" next to "X (Getty Images)") is the caption's
     echo; and a block sandwiched between two appeal blocks is part of the same appeal box.
     """
-    repeats = {_fold(value) for value in (title, standfirst, author, dateline) if value}
+    repeats = {
+        fold_for_comparison(value) for value in (title, standfirst, author, dateline) if value
+    }
     if author:
-        repeats.add(_fold(f"by {author}"))
+        repeats.add(fold_for_comparison(f"by {author}"))
     repeats.discard("")
     reasons: list[str | None] = []
     for block in blocks:
         reason = boilerplate_reason(block)
-        if reason is None and _fold(block) in repeats:
+        if reason is None and fold_for_comparison(block) in repeats:
             reason = "repeats the headline or byline"
         reasons.append(reason)
 
-    folded = [_fold(block) for block in blocks]
+    folded = [fold_for_comparison(block) for block in blocks]
     for index, reason in enumerate(reasons):
         if reason is not None or len(folded[index]) > 200:
             continue

@@ -36,7 +36,14 @@ from lxml import etree
 
 from feeds.boilerplate import judge_blocks
 from feeds.models import Article
-from feeds.text import block_text, clean_text, repair_mojibake, separate_blocks
+from feeds.text import (
+    block_text,
+    clean_text,
+    fold_for_comparison,
+    parse_fragment,
+    repair_mojibake,
+    separate_blocks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,10 @@ _LOOKS_LIKE_HTML = re.compile(
     re.IGNORECASE,
 )
 _SEPARATORS = r"\s*[|\-–—:·•»]\s*"
+# Characters XML forbids. lxml's HTML parser keeps them in the tree, but then refuses any text
+# assigned there that contains one (ValueError), so block separation would fail on the page.
+# They are never display text: removed before parsing.
+_XML_INCOMPATIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def extract_article(html: str | bytes, url: str) -> Article:
@@ -130,7 +141,7 @@ def _extract(html: str | bytes, url: str) -> Article:
     reason = _not_html_reason(text)
     if reason:
         return _empty(url, reason)
-    text = _XML_DECLARATION.sub("", text[:MAX_HTML_CHARS], count=1)
+    text = _XML_INCOMPATIBLE.sub("", _XML_DECLARATION.sub("", text[:MAX_HTML_CHARS], count=1))
     parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
     try:
         tree = lxml.html.document_fromstring(text, parser=parser)
@@ -140,7 +151,7 @@ def _extract(html: str | bytes, url: str) -> Article:
     if any(count >= MAX_ELEMENTS for count, _ in enumerate(tree.iter())):
         return _empty(url, f"page too complex (over {MAX_ELEMENTS} elements)")
     meta = read_metadata(tree, url)
-    captions = {_fold(block_text(node)) for node in tree.iter("figcaption")}
+    captions = {fold_for_comparison(block_text(node)) for node in tree.iter("figcaption")}
     for node in tree.xpath(_PRUNE_XPATH):
         if node.getparent() is not None:
             node.drop_tree()
@@ -178,7 +189,9 @@ def html_to_article_body(fragment: str, base_url: str) -> tuple[tuple[str, ...],
     if not fragment.strip():
         return (), ""
     try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        root = parse_fragment(_XML_INCOMPATIBLE.sub("", fragment))
+        if root is None:
+            return (), ""
         for node in root.xpath(_PRUNE_XPATH.replace("//", ".//")):
             if node.getparent() is not None:
                 node.drop_tree()
@@ -211,7 +224,9 @@ def _keep_article_blocks(
         for block, verdict in zip(blocks, verdicts, strict=True)
         if verdict.reason is None or block.tag == "img"
     ]
-    dropped = {_fold(verdict.text) for verdict in verdicts if verdict.reason is not None}
+    dropped = {
+        fold_for_comparison(verdict.text) for verdict in verdicts if verdict.reason is not None
+    }
     paragraphs = tuple(block.text for block in kept if block.text)
     if not paragraphs:
         return (), ""
@@ -268,24 +283,25 @@ def read_metadata(tree: Any, url: str) -> PageMetadata:
         title_tag,
     ]
     declared_titles = [_strip_site_name(t, known_sites) for t in declared if t]
+    folded_titles = [fold_for_comparison(t) for t in declared_titles]
     title = ""
     for h1 in h1_texts:  # the headline as shown, when an h1 agrees with what the page declares
-        if h1 and any(
-            _fold(h1) == _fold(t) or _fold(t).startswith(_fold(h1)) for t in declared_titles
-        ):
+        folded_h1 = fold_for_comparison(h1)
+        if h1 and any(t == folded_h1 or t.startswith(folded_h1) for t in folded_titles):
             title = h1
             break
     if not title:
         title = next((t for t in declared_titles if t), "") or next((h for h in h1_texts if h), "")
 
-    visible = _fold(block_text(tree.body)) if tree.find("body") is not None else ""
+    visible = fold_for_comparison(block_text(tree.body)) if tree.find("body") is not None else ""
     standfirst = None
     for candidate in (
         metas.get("og:description"),
         metas.get("description"),
         _ld_str(ld, "description"),
     ):
-        if candidate and len(candidate) <= 600 and _fold(candidate) and _fold(candidate) in visible:
+        folded = fold_for_comparison(candidate) if candidate else ""
+        if candidate and len(candidate) <= 600 and folded and folded in visible:
             standfirst = candidate
             break
 
@@ -385,23 +401,20 @@ def _strip_site_name(title: str, site_names: set[str]) -> str:
 
 
 def _first_datetime(candidates: list[str | None]) -> datetime | None:
-    """The first parseable ISO date; an aware one is preferred, a naive one is taken as UTC."""
+    """The first usable ISO date, as aware UTC; an aware one is preferred, a naive one is taken as
+    UTC. A date with no UTC equivalent ("0001-01-01T00:00:00+01:00" overflows) is unusable."""
     naive: datetime | None = None
     for candidate in candidates:
         if not candidate:
             continue
         try:
             parsed = datetime.fromisoformat(candidate.strip())
-        except ValueError:
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             continue
-        if parsed.tzinfo is not None:
-            return parsed
         naive = naive or parsed.replace(tzinfo=UTC)
     return naive
-
-
-def _fold(text: str) -> str:
-    return re.sub(r"[\W_]+", " ", text).strip().casefold()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,8 +585,9 @@ def _render(blocks: list[_Block], hidden_alts: set[str]) -> str:
             open_list = block.container
         if block.tag == "img":
             alt = clean_text(block.element.get("alt") or "")
-            if _fold(alt) in hidden_alts or any(
-                _fold(alt) and c.startswith(_fold(alt)) for c in hidden_alts
+            folded_alt = fold_for_comparison(alt)
+            if folded_alt in hidden_alts or any(
+                folded_alt and c.startswith(folded_alt) for c in hidden_alts
             ):
                 alt = ""
             out.append(f'<p><img src="{escape(block.element.get("src"))}" alt="{escape(alt)}"></p>')

@@ -78,15 +78,21 @@ def make_client(user_agent: str, limits: FetchLimits = FetchLimits()) -> httpx.A
     """
     return httpx.AsyncClient(
         headers={"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
-        timeout=httpx.Timeout(
-            connect=limits.connect_timeout,
-            read=limits.read_timeout,
-            write=limits.read_timeout,
-            pool=limits.connect_timeout,
-        ),
+        timeout=_timeout(limits),
         follow_redirects=True,
         max_redirects=limits.max_redirects,
         verify=_ssl_context(),
+    )
+
+
+def _timeout(limits: FetchLimits) -> httpx.Timeout:
+    """httpx's per-phase timeouts for `limits`: sending is bounded like reading, and waiting for a
+    pooled connection like connecting. (The total deadline is not httpx's: `fetch` applies it.)"""
+    return httpx.Timeout(
+        connect=limits.connect_timeout,
+        read=limits.read_timeout,
+        write=limits.read_timeout,
+        pool=limits.connect_timeout,
     )
 
 
@@ -117,15 +123,9 @@ async def fetch(
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-    request_timeout = httpx.Timeout(
-        connect=limits.connect_timeout,
-        read=limits.read_timeout,
-        write=limits.read_timeout,
-        pool=limits.connect_timeout,
-    )
     try:
         async with asyncio.timeout(limits.total_timeout):
-            request = client.build_request("GET", url, headers=headers, timeout=request_timeout)
+            request = client.build_request("GET", url, headers=headers, timeout=_timeout(limits))
             response = await _send(client, request, limits.max_redirects)
             try:
                 return await _read(response, url, validators, limits.max_bytes)
@@ -219,20 +219,26 @@ async def _read(
     )
 
 
+# A Retry-After longer than this is read as this: a server may ask for a pause, not for silence
+# (and a huge value would overflow the datetime arithmetic of whoever schedules the retry).
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600.0
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Retry-After as seconds from `now`: delta-seconds or an HTTP-date; None when unreadable."""
+    """Retry-After as seconds from `now`: delta-seconds or an HTTP-date, at most a week; None
+    when unreadable."""
     if value is None:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECONDS)
 
 
 def _check_url(url: str) -> None:

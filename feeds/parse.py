@@ -6,7 +6,9 @@ feedparser does not read it. Everything after this module sees only `Entry`:
 
 - `guid` is the feed's own id, else the link, else a hash of title and date (stable across polls);
 - `url` is absolute (resolved against the final URL of the fetch);
-- `title` and `summary` are plain text: tags and entities gone, whitespace collapsed;
+- `title`, `summary` and `author` are display text cleaned by `feeds.text` like every other text:
+  tags and entities gone, invisible characters (soft hyphens, zero-width spaces) removed,
+  whitespace collapsed, so that "Uk&shy;raine" in a feed matches "Ukraine";
 - `published` / `updated` are timezone-aware UTC datetimes.
 
 Entries come out in feed order. Entries with neither link nor title say nothing and are skipped.
@@ -27,24 +29,17 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
-import lxml.html
-from lxml import etree
 
 from feeds.errors import ParseError
 from feeds.models import Entry, FetchResult
+from feeds.text import clean_text, html_to_text
 
-__all__ = ["html_to_text", "parse_feed"]
+__all__ = ["parse_feed"]
 
 _JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/\d+(\.\d+)?/?$")
 _JSON_TYPES = ("application/feed+json", "application/json")
-_WHITESPACE = re.compile(r"\s+")
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
-        "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main",
-        "nav", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
-    }
-)  # fmt: skip
+# A blank line (possibly holding spaces) separates the paragraphs of a JSON Feed content_text.
+_BLANK_LINE = re.compile(r"\n\s*\n")
 
 
 def parse_feed(result: FetchResult, source: str) -> list[Entry]:
@@ -130,7 +125,7 @@ def _detail_text(item: Any, key: str) -> str:
     value = _text(item.get(key))
     detail = item.get(f"{key}_detail") or {}
     if detail.get("type") == "text/plain":
-        return _collapse(value)
+        return clean_text(value)
     return html_to_text(value)
 
 
@@ -152,7 +147,7 @@ def _feedparser_content(item: Any) -> str | None:
 
 def _feedparser_author(item: Any) -> str | None:
     detail = item.get("author_detail") or {}
-    name = _collapse(_text(detail.get("name"))) or _collapse(_text(item.get("author")))
+    name = clean_text(_text(detail.get("name"))) or clean_text(_text(item.get("author")))
     return name or None
 
 
@@ -195,24 +190,17 @@ def _parse_json_feed(result: FetchResult, source: str) -> list[Entry]:
 def _entry_from_json(
     item: Mapping[str, Any], base_url: str, source: str, feed_author: str | None
 ) -> Entry | None:
-    link = _absolute(base_url, _string(item.get("url")) or _string(item.get("external_url")))
-    title = html_to_text(_string(item.get("title")))
+    link = _absolute(base_url, _text(item.get("url")) or _text(item.get("external_url")))
+    title = html_to_text(_text(item.get("title")))
     if not link and not title:
         return None
-    content_html = _string(item.get("content_html")) or None
-    content_text = _string(item.get("content_text"))
-    summary = html_to_text(_string(item.get("summary")))
+    content_html = _text(item.get("content_html")) or None
+    content_text = _text(item.get("content_text"))
+    summary = html_to_text(_text(item.get("summary")))
     if not summary:
-        summary = _collapse(content_text) if content_text else html_to_text(content_html or "")
+        summary = clean_text(content_text) if content_text else html_to_text(content_html or "")
     if content_html is None and content_text:
-        content_html = (
-            "".join(
-                f"<p>{html.escape(paragraph.strip())}</p>"
-                for paragraph in content_text.split("\n\n")
-                if paragraph.strip()
-            )
-            or None
-        )
+        content_html = _text_to_html(content_text)
     published = _from_rfc3339(item.get("date_published"))
     updated = _from_rfc3339(item.get("date_modified"))
     raw_id = item.get("id")  # a string by the spec, but numbers occur in the wild
@@ -235,58 +223,47 @@ def _json_author(holder: Mapping[str, Any]) -> str | None:
     authors = holder.get("authors")
     candidates = authors if isinstance(authors, list) and authors else [holder.get("author")]
     names = [
-        _collapse(_string(candidate.get("name")))
+        clean_text(_text(candidate.get("name")))
         for candidate in candidates
         if isinstance(candidate, dict)
     ]
     return ", ".join(dict.fromkeys(name for name in names if name)) or None
 
 
+def _text_to_html(text: str) -> str | None:
+    """Plain text (a JSON Feed content_text) as HTML: one escaped `<p>` per blank-line-separated
+    paragraph, so that markup-like text ("a <b> c", "AT&T") reads back exactly as written."""
+    paragraphs = _BLANK_LINE.split(text.replace("\r\n", "\n").replace("\r", "\n"))
+    rendered = "".join(
+        f"<p>{html.escape(paragraph.strip(), quote=False)}</p>"
+        for paragraph in paragraphs
+        if paragraph.strip()
+    )
+    return rendered or None
+
+
 def _from_rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 date as aware UTC; None when missing or unreadable. A naive one is taken as UTC.
+
+    A date at the very edge of the calendar ("0001-01-01T00:00:00+01:00") parses but has no UTC
+    equivalent (OverflowError): that is a missing date too, never an error that stops the poll.
+    """
     if not isinstance(value, str) or not value.strip():
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
-# -- text -----------------------------------------------------------------------------------------
-
-
-def html_to_text(fragment: str) -> str:
-    """Plain text of an HTML fragment: tags, scripts and entities gone, whitespace collapsed.
-
-    Block boundaries become spaces so that "<p>one</p><p>two</p>" reads "one two", while inline
-    markup ("wo<b>rd</b>") does not split words.
-    """
-    if "<" not in fragment:
-        return _collapse(html.unescape(fragment))
-    try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-    except (etree.ParserError, ValueError):
-        return _collapse(html.unescape(fragment))
-    for element in list(root.iter("script", "style", "template")):
-        element.drop_tree()
-    for element in root.iter():
-        if isinstance(element.tag, str) and element.tag.lower() in _BLOCK_TAGS:
-            element.tail = " " + (element.tail or "")
-            element.text = " " + (element.text or "")
-    return _collapse(str(root.text_content()))
-
-
-def _collapse(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-_string = _text
 
 
 def _absolute(base_url: str, link: str) -> str:

@@ -9,12 +9,21 @@ Two jobs, kept apart because they happen at different moments:
 * `clean_text` runs on each paragraph of display text: it turns the many space-like and invisible
   characters that pages carry into plain spaces (or nothing) and collapses whitespace, while keeping
   typographic quotes and dashes, which are part of the text a reader sees.
+
+`block_text` (an lxml element) and `html_to_text` (an HTML fragment, such as a feed's title or
+summary) take display text out of HTML; both end in `clean_text`, so every text the pipeline shows
+or matches is clean the same way. `fold_for_comparison` is the key for asking whether two display
+texts say the same thing (a block repeating the headline, an image alt repeating a caption).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
+
+import lxml.html
+from lxml import etree
 
 # Block-level (and line-breaking) HTML elements: the text on either side of one of these is never
 # part of the same word.
@@ -37,6 +46,7 @@ _SPACE_LIKE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 # are kept: they change how Persian, Indic scripts and emoji render.
 _INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WHITESPACE_RUN = re.compile(r"\s+")
+_NON_WORD_RUN = re.compile(r"[\W_]+")
 
 # Sequences that UTF-8 text decoded as cp1252/latin-1 produces ("â€™" for "’", "Ã©" for "é").
 _MOJIBAKE_MARKERS = re.compile(
@@ -50,6 +60,12 @@ def clean_text(text: str) -> str:
     text = _SPACE_LIKE.sub(" ", text)
     text = _INVISIBLE.sub("", text)
     return _WHITESPACE_RUN.sub(" ", text).strip()
+
+
+def fold_for_comparison(text: str) -> str:
+    """`text` cleaned, with case, punctuation and spacing made irrelevant: "Macron–Putin talks."
+    and "macron putin talks" give the same key. For comparing texts, never for display."""
+    return _NON_WORD_RUN.sub(" ", clean_text(text)).strip().casefold()
 
 
 def repair_mojibake(text: str) -> str:
@@ -129,3 +145,38 @@ def block_text(element: Any) -> str:
         if node is not element and node.tail:
             parts.append(node.tail)
     return clean_text("".join(parts))
+
+
+def html_to_text(fragment: str) -> str:
+    """Display text of an HTML fragment (a feed's title or summary), cleaned by `clean_text`.
+
+    Tags, scripts, comments and entities go; block boundaries become spaces, so that
+    "<p>one</p><p>two</p>" reads "one two", while inline markup ("wo<b>rd</b>") does not split
+    words. Text without markup only has its entities decoded before it is cleaned.
+    """
+    if "<" not in fragment:
+        return clean_text(html.unescape(fragment))
+    try:
+        root = parse_fragment(fragment)
+    except (etree.ParserError, ValueError):
+        return clean_text(html.unescape(fragment))
+    return "" if root is None else block_text(root)
+
+
+def parse_fragment(fragment: str) -> Any | None:
+    """An HTML fragment as one lxml `<div>` holding it, or None when it is a whole document with
+    no body ("<html><head>…</head></html>"), which holds no display text.
+
+    Comments and processing instructions are left out: they are never text, and code that takes
+    the text of an element's children would otherwise meet nodes that have none.
+    lxml reads a fragment that starts like a document (`<html`, `<!doctype`) as one, and then fails
+    an internal assertion (an IndexError under `python -O`) when that document has no body; that
+    one failure is turned into None here. Its other errors (etree.ParserError, ValueError) are the
+    caller's to handle.
+    """
+    # A parser per call, as extract does for pages: cheap, and never shared between threads.
+    parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
+    try:
+        return lxml.html.fragment_fromstring(fragment, create_parent="div", parser=parser)
+    except (AssertionError, IndexError):
+        return None

@@ -31,8 +31,9 @@ async def test_each_source_is_polled_repeatedly_at_its_interval() -> None:
     fast = [t for name, t in polls if name == "fast"]
     slow = [t for name, t in polls if name == "slow"]
     assert len(slow) == 1  # the first poll is immediate, the next one an hour away
-    assert 3 <= len(fast) <= 7
-    assert all(0.15 < later - earlier < 0.5 for earlier, later in pairwise(fast))
+    # Wall-clock bounds are loose on purpose (a loaded CI machine delays timers, never hastens).
+    assert 2 <= len(fast) <= 7
+    assert all(later - earlier > 0.15 for earlier, later in pairwise(fast))
 
 
 async def test_a_source_still_being_polled_is_not_polled_again() -> None:
@@ -57,7 +58,7 @@ async def test_a_source_still_being_polled_is_not_polled_again() -> None:
     await asyncio.sleep(1.0)
     await schedule.stop(grace_seconds=2)
     assert overlaps == 0
-    assert calls == 2
+    assert 1 <= calls <= 2  # every 0.1 s would be 10 calls; a poll lasts 0.6 s
 
 
 async def test_stop_cancels_work_that_outlives_the_grace_period() -> None:

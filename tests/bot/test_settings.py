@@ -217,7 +217,9 @@ def test_environ_defaults_to_the_process_environment(
     monkeypatch.setenv("WIREWATCH_TEST_TOKEN", "42:secret")
     path = tmp_path / "c.yaml"
     path.write_text(f"telegram: {{token: '${{WIREWATCH_TEST_TOKEN}}'}}\n{MINIMAL}")
-    assert load_settings(path).telegram.token == "42:secret"
+    token = load_settings(path).telegram.token
+    assert token.get_secret_value() == "42:secret"
+    assert "42:secret" not in repr(load_settings(path))
 
 
 def test_interpolated_values_are_validated_after_expansion(tmp_path: Path) -> None:
@@ -305,3 +307,10 @@ def test_shipped_configs_are_valid(name: str) -> None:
     settings = load_settings(path, {"TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN"})
     assert settings.sources
     assert settings.watchlists
+
+
+def test_the_all_feed_name_is_reserved() -> None:
+    from bot.server import ALL_FEED
+    from bot.settings import RESERVED_FEED_NAMES
+
+    assert ALL_FEED in RESERVED_FEED_NAMES

@@ -407,3 +407,48 @@ def test_all_feed_lists_each_article_once_with_every_watchlist(store: Store) -> 
 def test_empty_feeds(store: Store) -> None:
     assert store.feed_items(None, 10) == []
     assert store.feed_items("ukraine", 10) == []
+
+
+# One poll's writes, all or nothing
+
+
+def test_article_matches_and_alerts_are_stored_together(store: Store) -> None:
+    found = [match("ukraine", "Kyiv"), match("nato", "Nato")]
+    routes = {"ukraine": [1, 2], "nato": [2, 3]}
+    ingested = store.add_article_with_matches("wire", "g1", article(), found, routes, T0)
+    assert ingested is not None
+    # chat 2 is routed both watchlists but gets one alert for the article
+    assert (ingested.new_matches, ingested.new_alerts) == (2, 3)
+    assert sorted(a.chat_id for a in store.pending_alerts()) == [1, 2, 3]
+    assert store.add_article_with_matches("wire", "g1", article(), found, routes, T0) is None
+
+
+def test_a_failure_midway_stores_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.store
+
+    def broken_alert(*args: object) -> bool:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bot.store, "_insert_alert", broken_alert)
+    with pytest.raises(RuntimeError):
+        store.add_article_with_matches("wire", "g1", article(), [match()], {"ukraine": [1]}, T0)
+    # nothing was kept, so the next poll sees the entry as new and tries again
+    assert store.known_guids("wire", ["g1"]) == set()
+    assert store.feed_items("ukraine", 10) == []
+
+
+def test_pending_alerts_can_leave_out_held_chats(store: Store) -> None:
+    for number in range(5):
+        stored = add(store, f"g{number}")
+        store.enqueue_alert(1 if number < 4 else 2, stored.id, match(), T0)
+    assert {a.chat_id for a in store.pending_alerts(limit=2)} == {1}
+    assert [a.chat_id for a in store.pending_alerts(limit=2, exclude_chats={1})] == [2]
+
+
+def test_a_permanent_failure_ends_the_alert(store: Store) -> None:
+    stored = add(store, "g1")
+    store.enqueue_alert(7, stored.id, match(), T0)
+    [alert] = store.pending_alerts()
+    store.mark_alert_sending(alert.id, T0)
+    store.mark_alert_failed(alert.id, "Forbidden: bot was blocked by the user", T0, permanent=True)
+    assert store.pending_alerts() == []

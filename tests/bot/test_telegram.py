@@ -14,7 +14,6 @@ from bot.store import PendingAlert, StoredArticle
 from bot.telegram import (
     DeliveryError,
     LoggingSender,
-    Sender,
     TelegramSender,
     format_alert,
     format_time,
@@ -297,11 +296,6 @@ async def test_send_delivers_html(api: FakeTelegram) -> None:
         (43, "<i>second</i>", "HTML"),
     ]
     assert sent[0].params["link_preview_options"] == {"is_disabled": True}
-
-
-async def test_sender_satisfies_protocol(api: FakeTelegram) -> None:
-    senders: list[Sender] = [TelegramSender(api.token, api.base_url), LoggingSender()]
-    assert len(senders) == 2
 
 
 async def test_flood_control_gives_retry_after(api: FakeTelegram) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feeds.boilerplate import boilerplate_reason, judge_blocks
-from feeds.extract import decode_html, extract_article
+from feeds.extract import decode_html, extract_article, html_to_article_body
 from feeds.models import Article
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,6 +124,14 @@ def test_sanitiser_strips_hostile_markup() -> None:
     assert 'href="https://news.example/next"' in article.html
 
 
+_BODY = "<p>Officials said the harbour would reopen on Monday after a week of repairs.</p>" * 3
+
+
+def _crashed(article: Article) -> bool:
+    """Whether extract_article hid an exception (its catch-all turns one into this reason)."""
+    return (article.empty_reason or "").startswith("could not be parsed")
+
+
 def _nested(depth: int) -> str:
     return "<html><body>" + "<div>" * depth + "deep text" + "</div>" * depth + "</body></html>"
 
@@ -163,6 +172,7 @@ def test_bad_input_never_raises(page: str | bytes | None, reason: str | None) ->
     started = time.perf_counter()
     article = extract_article(page, "https://news.example/x")
     assert isinstance(article, Article)
+    assert not _crashed(article), article.empty_reason
     assert time.perf_counter() - started < 10
     if reason is not None:
         assert article.empty_reason == reason
@@ -206,6 +216,9 @@ _HTMLISH = st.lists(
                 "<![CDATA[",
                 "<?xml?>",
                 "\x00",
+                "\x1f",
+                "\x0b",
+                "\ufffe",
             ]
         ),
         st.text(max_size=40),
@@ -219,4 +232,134 @@ _HTMLISH = st.lists(
 def test_fuzz_never_raises(page: str | bytes) -> None:
     article = extract_article(page, "https://news.example/fuzz")
     assert isinstance(article, Article)
+    assert not _crashed(article), article.empty_reason
     assert "<script" not in article.html
+
+
+class _Warnings(logging.Handler):
+    """Collects what feeds.extract logs: its catch-alls log every exception they swallow."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fragment=_HTMLISH)
+def test_fuzz_feed_content_never_crashes(fragment: str) -> None:
+    handler = _Warnings()
+    logger = logging.getLogger("feeds.extract")
+    logger.addHandler(handler)
+    try:
+        paragraphs, html = html_to_article_body(fragment, "https://news.example/fuzz")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.messages == []
+    assert "<script" not in html
+    assert bool(paragraphs) == bool(html)
+
+
+_HELLO = "Hello world, said the harbour master."
+
+
+@pytest.mark.parametrize(
+    ("fragment", "paragraphs"),
+    [
+        ("<html>", ()),
+        ("<html><head><title>Only a head</title></head></html>", ()),
+        (
+            "<!DOCTYPE html><html><body><p>A whole document.</p></body></html>",
+            ("A whole document.",),
+        ),
+        ("<!-- only a comment -->", ()),
+        # Comments and processing instructions are no text (and once made the body unreadable).
+        ("<p>Hello <!-- an ad --> world, said the harbour master.</p>", (_HELLO,)),
+        ("<p>Hello <?php echo 1 ?> world, said the harbour master.</p>", (_HELLO,)),
+        ("Plain text sent as HTML.", ("Plain text sent as HTML.",)),
+    ],
+)
+def test_feed_content_of_odd_shapes(fragment: str, paragraphs: tuple[str, ...]) -> None:
+    handler = _Warnings()
+    logger = logging.getLogger("feeds.extract")
+    logger.addHandler(handler)
+    try:
+        assert html_to_article_body(fragment, "https://news.example/")[0] == paragraphs
+    finally:
+        logger.removeHandler(handler)
+    assert handler.messages == []  # nothing was swallowed by the catch-all
+
+
+_CONTROL = "\x01\x08\x0b\x0c\x1f\ufffe\uffff"
+_CONTROL_TEXT = "Officials said the harbour would reopen on Monday after a week of repairs."
+
+
+@pytest.mark.parametrize("control", list(_CONTROL), ids=[f"U+{ord(c):04X}" for c in _CONTROL])
+def test_control_characters_are_dropped_not_fatal(control: str) -> None:
+    """lxml keeps these in the tree but refuses any text containing one that is assigned to it."""
+    glued = _CONTROL_TEXT.replace("harbour", f"harbour{control}")
+    page = f"<html><body><article><p>{glued}</p>{_BODY}</article></body></html>"
+    article = extract_article(page, "https://news.example/control")
+    assert article.empty_reason is None
+    assert article.paragraphs[0] == _CONTROL_TEXT
+    paragraphs, _ = html_to_article_body(f"<p>{glued}</p><p>{glued}</p>", "https://news.example/")
+    assert paragraphs == (_CONTROL_TEXT, _CONTROL_TEXT)
+
+
+def _dated_page(head: str, body: str = "") -> str:
+    return f"<html><head>{head}</head><body><article>{body}{_BODY}</article></body></html>"
+
+
+def _meta_time(value: str) -> str:
+    return f'<meta property="article:published_time" content="{value}">'
+
+
+def _ld_date(value: str) -> str:
+    item = {"@type": "NewsArticle", "datePublished": value}
+    return f'<script type="application/ld+json">{json.dumps(item)}</script>'
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "published"),
+    [
+        (_meta_time("2024-05-06T10:00:00+02:00"), "", datetime(2024, 5, 6, 8, 0, tzinfo=UTC)),
+        (_ld_date("2024-05-06T03:00:00-05:00"), "", datetime(2024, 5, 6, 8, 0, tzinfo=UTC)),
+        (
+            "",
+            '<time datetime="2024-05-06T08:00:00Z">6 May</time>',
+            datetime(2024, 5, 6, 8, 0, tzinfo=UTC),
+        ),
+        (_meta_time("2024-05-06T08:00:00"), "", datetime(2024, 5, 6, 8, 0, tzinfo=UTC)),  # naive
+        # No UTC equivalent (OverflowError): unusable, so the next candidate is taken.
+        (
+            _meta_time("0001-01-01T00:00:00+01:00"),
+            '<time datetime="2024-05-06T10:00:00+02:00">6 May</time>',
+            datetime(2024, 5, 6, 8, 0, tzinfo=UTC),
+        ),
+        (_meta_time("0001-01-01T00:00:00+01:00"), "", None),
+        (_ld_date("9999-12-31T23:59:59-01:00"), "", None),
+        (_meta_time("yesterday"), "", None),
+        ("", "", None),
+    ],
+    ids=[
+        "meta-offset",
+        "json-ld-offset",
+        "time-z",
+        "naive",
+        "overflow-then-valid",
+        "overflow-before-min",
+        "overflow-after-max",
+        "garbage",
+        "none",
+    ],
+)
+def test_published_is_aware_utc_or_missing(
+    head: str, body: str, published: datetime | None
+) -> None:
+    article = extract_article(_dated_page(head, body), "https://news.example/dated")
+    assert not _crashed(article), article.empty_reason
+    assert article.published == published
+    if published is not None:
+        assert article.published is not None and article.published.tzinfo is UTC

@@ -9,12 +9,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from importlib.metadata import PackageNotFoundError
 
 import brotli  # type: ignore[import-untyped]
 import httpx
 import pytest
 
 from bot.sample_site import Request, Response, SampleSite
+from feeds import fetch as fetch_module
 from feeds.errors import FetchError, FetchErrorKind
 from feeds.fetch import (
     DEFAULT_USER_AGENT,
@@ -107,6 +109,43 @@ async def test_honest_headers_are_sent(site: SampleSite, client: httpx.AsyncClie
 def test_default_user_agent_names_us_and_a_contact() -> None:
     assert DEFAULT_USER_AGENT.startswith("wirewatch/")
     assert "+https://" in DEFAULT_USER_AGENT
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [("1.2.3", "1.2.3"), (None, "0+unknown")],
+    ids=["installed", "source-tree"],
+)
+def test_package_version(
+    monkeypatch: pytest.MonkeyPatch, installed: str | None, expected: str
+) -> None:
+    def version(name: str) -> str:
+        assert name == "wirewatch"
+        if installed is None:
+            raise PackageNotFoundError(name)
+        return installed
+
+    monkeypatch.setattr(fetch_module, "version", version)
+    assert fetch_module._package_version() == expected
+
+
+async def test_client_and_every_request_get_the_limits_timeouts() -> None:
+    """make_client's defaults and fetch's per-request timeouts are the same mapping of limits:
+    writes bounded like reads, waiting for a pooled connection like connecting."""
+    limits = FetchLimits(connect_timeout=1.5, read_timeout=2.5, total_timeout=5)
+    expected = httpx.Timeout(connect=1.5, read=2.5, write=2.5, pool=1.5)
+    async with make_client(USER_AGENT, limits) as built:
+        assert built.timeout == expected
+
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, content=b"ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as plain:
+        await fetch(plain, "https://feeds.example/x", limits=limits)
+    assert seen == [expected.as_dict()]
 
 
 async def test_redirect_is_followed_to_the_final_url(
@@ -213,6 +252,8 @@ NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
         (format_datetime(NOW - timedelta(minutes=5), usegmt=True), 0.0),
         ("soon", None),
         ("-5", None),
+        ("9" * 400, 7 * 24 * 3600.0),  # absurd delays are capped, never inf
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 7 * 24 * 3600.0),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:

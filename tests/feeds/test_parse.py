@@ -3,6 +3,7 @@ tests/fixtures/feeds plus the entries they must give, so adding a format quirk i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,8 @@ from bot.sample_site import Response, SampleSite
 from feeds.errors import ParseError
 from feeds.fetch import FetchLimits, fetch, make_client
 from feeds.models import ConditionalHeaders, Entry, FetchResult
-from feeds.parse import html_to_text, parse_feed
+from feeds.parse import parse_feed
+from feeds.text import html_to_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
 FEED_URL = "https://news.example.org/feeds/latest.xml"
@@ -32,6 +34,42 @@ def fetched(
         validators=ConditionalHeaders(),
         fetched_at=datetime(2024, 5, 7, tzinfo=UTC),
     )
+
+
+def inline(body: bytes, content_type: str | None) -> FetchResult:
+    return FetchResult(
+        FEED_URL, FEED_URL, 200, body, content_type, ConditionalHeaders(),
+        datetime(2024, 5, 7, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def json_feed(**item: object) -> FetchResult:
+    """A JSON Feed 1.1 of one item with a link, plus the given fields."""
+    document = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "items": [{"id": "1", "url": "https://news.example.org/a"} | item],
+    }
+    return inline(json.dumps(document).encode(), "application/feed+json")
+
+
+def rss_item(inner: str) -> FetchResult:
+    """An RSS 2.0 feed of one item with a link, plus the given item markup."""
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><link>https://news.example.org/a</link>{inner}</item></channel></rss>"
+    )
+    return inline(body.encode(), "application/rss+xml")
+
+
+def atom_entry(inner: str) -> FetchResult:
+    """An Atom 1.0 feed of one entry with an id and a link, plus the given entry markup."""
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>t</title><id>urn:feed</id><updated>2024-05-06T00:00:00Z</updated>"
+        '<entry><id>urn:1</id><link href="https://news.example.org/a"/>'
+        f"{inner}</entry></feed>"
+    )
+    return inline(body.encode(), "application/atom+xml")
 
 
 def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -285,22 +323,158 @@ def test_not_a_feed(body: bytes, content_type: str | None, message: str) -> None
         parse_feed(result, SOURCE)
 
 
+# A date that parses but has no UTC equivalent must read as missing, never crash the poll.
+DATES = [
+    ("2024-05-06T10:00:00+02:00", at(2024, 5, 6, 8, 0)),
+    ("2024-05-06T08:00:00Z", at(2024, 5, 6, 8, 0)),
+    ("2024-05-06T08:00:00", at(2024, 5, 6, 8, 0)),  # naive: taken as UTC
+    ("0001-01-01T00:00:00+01:00", None),  # before datetime.min in UTC
+    ("9999-12-31T23:59:59-01:00", None),  # after datetime.max in UTC
+    ("0001-01-01T00:00:00Z", datetime.min.replace(tzinfo=UTC)),  # the very edge is fine
+    ("2024-13-45T99:99:99Z", None),
+    ("yesterday", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), DATES)
+def test_json_feed_dates(value: str, expected: datetime | None) -> None:
+    [item] = parse_feed(json_feed(date_published=value, date_modified=value), SOURCE)
+    assert (item.published, item.updated) == (expected, expected)
+    if expected is not None:
+        assert item.published is not None and item.published.tzinfo is UTC
+
+
+@pytest.mark.parametrize("value", [20240506, None, ["2024-05-06"], {"date": "x"}])
+def test_json_feed_dates_of_the_wrong_type_are_missing(value: object) -> None:
+    [item] = parse_feed(json_feed(date_published=value), SOURCE)
+    assert item.published is None
+
+
 @pytest.mark.parametrize(
-    ("fragment", "text"),
+    "feed",
     [
-        ("plain   text\n here", "plain text here"),
-        ("AT&amp;T &eacute;t&eacute;", "AT&T été"),
-        ("<p>one</p><p>two</p>", "one two"),
-        ("wo<b>rd</b>", "word"),
-        ("line<br>break", "line break"),
-        ("<script>alert(1)</script><style>p{}</style>kept", "kept"),
-        ("<!-- note -->visible", "visible"),
-        ("5 < 6 & 7 > 3", "5 < 6 & 7 > 3"),
-        ("", ""),
+        rss_item("<title>t</title><pubDate>{}</pubDate>"),
+        atom_entry("<title>t</title><published>{}</published><updated>{}</updated>"),
+    ],
+    ids=["rss", "atom"],
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon, 06 May 2024 10:00:00 +0200",
+        "2024-05-06T10:00:00+02:00",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "Fri, 31 Dec 9999 23:59:59 -0100",
+        "Sat, 01 Jan 0000 00:00:00 GMT",
+        "garbage",
     ],
 )
-def test_html_to_text(fragment: str, text: str) -> None:
-    assert html_to_text(fragment) == text
+def test_feedparser_dates_are_utc_or_missing(feed: FetchResult, value: str) -> None:
+    body = feed.content.replace(b"{}", value.encode())
+    [item] = parse_feed(inline(body, feed.content_type), SOURCE)
+    for date in (item.published, item.updated):
+        assert date is None or date.tzinfo is UTC
+
+
+# Soft hyphens and zero-width characters are invisible in a title but break matching
+# ("Uk\u00adraine" is not "Ukraine"): feed text goes through clean_text, however it is declared.
+# The characters themselves, or XML character references: the same text whatever its type.
+HIDDEN_TEXT = {
+    "soft hyphen": "Uk\u00adraine talks",
+    "soft hyphen reference": "Uk&#173;raine talks",
+    "zero-width space": "Ukr\u200baine talks",
+    "word joiner and nbsp": "Ukraine\u2060\u00a0talks",
+}
+# HTML escaped inside the XML: only HTML-typed text decodes it.
+HIDDEN_HTML = HIDDEN_TEXT | {
+    "soft hyphen html entity": "Uk&amp;shy;raine talks",
+    "in markup": "&lt;b&gt;Uk\u00adraine&lt;/b&gt; talks",
+}
+
+
+@pytest.mark.parametrize("title", list(HIDDEN_HTML.values()), ids=list(HIDDEN_HTML))
+def test_rss_titles_and_summaries_are_clean_text(title: str) -> None:
+    feed = rss_item(f"<title>{title}</title><description>{title}</description>")
+    [item] = parse_feed(feed, SOURCE)
+    assert (item.title, item.summary) == ("Ukraine talks", "Ukraine talks")
+
+
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [("text", title) for title in HIDDEN_TEXT.values()]
+    + [("html", title) for title in HIDDEN_HTML.values()],
+    ids=[f"text-{name}" for name in HIDDEN_TEXT] + [f"html-{name}" for name in HIDDEN_HTML],
+)
+def test_atom_titles_and_summaries_are_clean_text(kind: str, title: str) -> None:
+    feed = atom_entry(
+        f'<title type="{kind}">{title}</title><summary type="{kind}">{title}</summary>'
+        f"<author><name>Ol\u00adena Tkachenko</name></author>"
+    )
+    [item] = parse_feed(feed, SOURCE)
+    assert (item.title, item.summary, item.author) == (
+        "Ukraine talks",
+        "Ukraine talks",
+        "Olena Tkachenko",
+    )
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("<html>", ""),  # a "document" with no body: no text, and no crash
+        ("<html><head><title>T</title></head></html>", ""),
+        ("<!DOCTYPE html><p>Body</p>", "Body"),
+        ("Hello <!-- comment --> world", "Hello world"),
+    ],
+)
+def test_document_markup_in_a_title_does_not_stop_the_poll(title: str, expected: str) -> None:
+    [item] = parse_feed(json_feed(title=title, summary=title), SOURCE)
+    assert (item.title, item.summary) == (expected, expected)
+
+
+@pytest.mark.parametrize(
+    "title", ["Uk\u00adraine talks", "Ukr\u200baine talks", "Ukraine\u2060\u00a0talks"]
+)
+def test_json_feed_text_is_clean_text(title: str) -> None:
+    feed = json_feed(title=title, content_text=title, authors=[{"name": "Ol\u00adena"}])
+    [item] = parse_feed(feed, SOURCE)
+    assert (item.title, item.summary, item.author) == ("Ukraine talks", item.title, "Olena")
+
+
+@pytest.mark.parametrize(
+    ("content_text", "content_html", "summary"),
+    [
+        (
+            "AT&T said <b>no</b>.\n\nSecond \"quoted\" 'para'.",
+            "<p>AT&amp;T said &lt;b&gt;no&lt;/b&gt;.</p><p>Second \"quoted\" 'para'.</p>",
+            "AT&T said <b>no</b>. Second \"quoted\" 'para'.",
+        ),
+        (
+            "&amp; is already an entity in text",  # text, so it stays literally that
+            "<p>&amp;amp; is already an entity in text</p>",
+            "&amp; is already an entity in text",
+        ),
+        (
+            "Windows\r\n\r\nline ends\r\nkept in a paragraph\n \t\nthird",
+            "<p>Windows</p><p>line ends\nkept in a paragraph</p><p>third</p>",
+            "Windows line ends kept in a paragraph third",
+        ),
+        ("<script>alert(1)</script>", "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>", None),
+        (" \n\n \t ", None, ""),
+    ],
+    ids=["markup-like", "entity-like", "line-ends", "script", "blank"],
+)
+def test_json_feed_content_text_becomes_escaped_paragraphs(
+    content_text: str, content_html: str | None, summary: str | None
+) -> None:
+    [item] = parse_feed(json_feed(content_text=content_text), SOURCE)
+    assert item.content_html == content_html
+    if summary is not None:
+        assert item.summary == summary
+    # What was written as text reads back as the same text.
+    assert html_to_text(item.content_html or "") == item.summary
 
 
 @pytest.fixture

@@ -6,7 +6,14 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from feeds.text import block_text, clean_text, repair_mojibake, separate_blocks
+from feeds.text import (
+    block_text,
+    clean_text,
+    fold_for_comparison,
+    html_to_text,
+    repair_mojibake,
+    separate_blocks,
+)
 
 
 @pytest.mark.parametrize(
@@ -79,3 +86,50 @@ def test_block_text_survives_deep_nesting() -> None:
         node = etree.SubElement(node, "span")
     node.text = "deep"
     assert block_text(root) == "xdeep"
+
+
+@pytest.mark.parametrize(
+    ("fragment", "text"),
+    [
+        ("plain   text\n here", "plain text here"),
+        ("AT&amp;T &eacute;t&eacute;", "AT&T été"),
+        ("<p>one</p><p>two</p>", "one two"),
+        ("wo<b>rd</b>", "word"),
+        ("line<br>break", "line break"),
+        ("<script>alert(1)</script><style>p{}</style>kept", "kept"),
+        ("<!-- note -->visible", "visible"),
+        ("<!-- only a comment -->", ""),
+        ("5 < 6 & 7 > 3", "5 < 6 & 7 > 3"),
+        ("", ""),
+        # The same hygiene as every other display text (clean_text), markup or not.
+        ("Uk\u00adraine", "Ukraine"),
+        ("Uk&shy;raine", "Ukraine"),
+        ("<b>Uk&shy;raine</b>\u200b talks", "Ukraine talks"),
+        ("Kyiv&nbsp;and\u202fLviv", "Kyiv and Lviv"),
+        ("bad\x00byte\x07", "badbyte"),
+        # A whole document: its body's text; one with no body has none (lxml fails on it).
+        ("<!DOCTYPE html><html><body><p>Body</p> text</body></html>", "Body text"),
+        ("<html><head><title>no body</title></head></html>", ""),
+        ("<html>", ""),
+    ],
+)
+def test_html_to_text(fragment: str, text: str) -> None:
+    assert html_to_text(fragment) == text
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Macron–Putin talks.", "macron putin talks"),
+        ("Uk\u00adraine", "ukraine"),  # invisible characters do not split a word
+        ("By  Jane\u00a0Doe", "by jane doe"),
+        ("STRASSE_name", "strasse name"),
+    ],
+)
+def test_fold_for_comparison_ignores_case_punctuation_and_spacing(first: str, second: str) -> None:
+    assert fold_for_comparison(first) == fold_for_comparison(second) == second
+
+
+def test_fold_for_comparison_keeps_words_apart() -> None:
+    assert fold_for_comparison("Ukraine talks") != fold_for_comparison("Ukrainetalks")
+    assert fold_for_comparison("— · —") == ""

@@ -84,7 +84,7 @@ def upgrade() -> None:
         sa.Column("updated_at", _AWARE, nullable=False),
         sa.Column("sent_at", _AWARE, nullable=True),
         sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'logged', 'unknown')",
+            "status IN ('pending', 'sending', 'sent', 'logged', 'unknown', 'failed')",
             name="ck_outbox_status",
         ),
         sa.ForeignKeyConstraint(
