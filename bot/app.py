@@ -20,14 +20,16 @@ from datetime import datetime
 from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits, make_client
 from feeds.match import Matcher
 
-from .delivery import DeliveryReport, deliver_pending
+from .delivery import Deliverer, DeliveryReport, route_table
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
-from .publish import ALL_FEED, FeedSpec, Publisher
+from .polling import job_for, polite_fetching
+from .publish import ALL_FEED, FeedSpec, Publisher, source_feed_spec
 from .scheduler import Schedule
 from .server import FeedCatalog, FeedServer, make_app
 from .settings import Settings, SourceSettings
 from .store import Store
 from .telegram import DeliveryError, LoggingSender, Sender, TelegramSender
+from .websub import notify_hub
 
 log = logging.getLogger("wirewatch")
 
@@ -62,6 +64,7 @@ class App:
     publisher: Publisher = field(init=False)
     ingestor: Ingestor = field(init=False)
     _delivery_lock: asyncio.Lock = field(init=False)
+    _deliverer: Deliverer | None = field(init=False, default=None)
     _resources: AsyncExitStack = field(init=False)
     _stopping: bool = field(init=False, default=False)
 
@@ -95,13 +98,16 @@ class App:
         client = await stack.enter_async_context(
             make_client(settings.fetch.user_agent or DEFAULT_USER_AGENT, limits)
         )
+        gate, robots = polite_fetching(settings, client, limits)
         self.ingestor = Ingestor(
             store=self.store,
             client=client,
             matcher=Matcher([w.to_watchlist() for w in settings.watchlists]),
-            routes={w.name: tuple(w.chats) for w in settings.watchlists},
+            routes={w.name: tuple(route.chat for route in w.chats) for w in settings.watchlists},
             limits=limits,
             clock=self.clock,
+            gate=gate,
+            robots=robots,
         )
         self.catalog = FeedCatalog()
         self.publisher = Publisher(
@@ -111,6 +117,8 @@ class App:
             public_url=settings.server.public_url,
             max_entries=settings.feeds.max_entries,
             source_titles={s.name: s.title for s in settings.sources},
+            hub_url=settings.feeds.websub_hub,
+            source_feed_urls={s.name: s.url for s in settings.sources},
         )
         self._delivery_lock = asyncio.Lock()
         self.sender = await stack.enter_async_context(self._started_sender())
@@ -144,14 +152,23 @@ class App:
             specs.append(
                 FeedSpec(watchlist.name, watchlist.title, watchlist.describe(), watchlist.name)
             )
+        specs += [source_feed_spec(s.name, s.title) for s in self.settings.sources]
         return specs
 
     def feed_urls(self) -> list[str]:
-        return [self.publisher.feed_url(spec.name) for spec in self.feed_specs()]
+        return [self.publisher.url_of(spec.path) for spec in self.feed_specs()]
 
     async def publish(self) -> list[str]:
-        """Render feeds in a worker thread: rendering is CPU work the server must not wait on."""
-        return await asyncio.to_thread(self.publisher.publish, self.feed_specs())
+        """Render feeds in a worker thread: rendering is CPU work the server must not wait on.
+
+        Returns the paths of the feeds that changed, after telling the WebSub hub about them.
+        """
+        changed = await asyncio.to_thread(self.publisher.publish, self.feed_specs())
+        hub = self.settings.feeds.websub_hub
+        if hub and changed:
+            user_agent = self.settings.fetch.user_agent or DEFAULT_USER_AGENT
+            await notify_hub(hub, [self.publisher.url_of(path) for path in changed], user_agent)
+        return changed
 
     async def poll_sources(self, jobs: list[SourceJob]) -> list[PollReport]:
         """Poll sources concurrently, at most `fetch.concurrency` at once."""
@@ -166,33 +183,47 @@ class App:
     async def deliver(self) -> DeliveryReport:
         assert self.sender is not None
         async with self._delivery_lock:
-            return await deliver_pending(
-                self.store,
-                self.sender,
-                self.alert_outcome,
-                {w.name: w.title for w in self.settings.watchlists},
-                {s.name: s.title for s in self.settings.sources},
-                self.clock,
-                should_stop=lambda: self._stopping,
-            )
+            if self._deliverer is None:  # one per run: rate limits and back-off span rounds
+                self._deliverer = Deliverer(
+                    self.store,
+                    self.sender,
+                    self.alert_outcome,
+                    watchlist_titles={w.name: w.title for w in self.settings.watchlists},
+                    source_titles={s.name: s.title for s in self.settings.sources},
+                    routes=route_table(self.settings.watchlists),
+                    clock=self.clock,
+                )
+            return await self._deliverer.deliver(should_stop=lambda: self._stopping)
 
     async def run_once(self) -> CycleReport:
-        polls = await self.poll_sources([source_job(s) for s in self.settings.sources])
+        polls = await self.poll_sources([self.job(s) for s in self.settings.sources])
         changed = await self.publish()
         delivery = await self.deliver()
         return CycleReport(tuple(polls), tuple(changed), delivery)
 
-    async def poll_one(self, job: SourceJob) -> None:
-        """A scheduled poll: the source, then feeds and alerts if it brought anything new."""
+    def job(self, source: SourceSettings) -> SourceJob:
+        """The slice of a source's settings (and the fetch settings) that a poll needs."""
+        return job_for(source, self.settings.fetch.backoff_cap)
+
+    async def poll_one(self, job: SourceJob) -> datetime | None:
+        """A scheduled poll: the source, then feeds and alerts if it brought anything new.
+
+        Returns when the source is due again (None: disabled), for the schedule.
+        """
         [report] = await self.poll_sources([job])
-        if report.new_matches:
+        if report.new_articles or report.new_matches or report.updated_articles:
             await self.publish()
         if report.new_alerts:
             await self.deliver()
+        return report.next_poll_at
 
     async def serve(self) -> FeedServer:
         server = FeedServer(
-            make_app(self.catalog, public_url=self.settings.server.public_url),
+            make_app(
+                self.catalog,
+                public_url=self.settings.server.public_url,
+                hub_url=self.settings.feeds.websub_hub,
+            ),
             self.settings.server.host,
             self.settings.server.port,
         )
@@ -204,7 +235,8 @@ class App:
         server = await self.serve()
         schedule = Schedule(self.poll_one, self.deliver)
         for source in self.settings.sources:
-            schedule.add_source(source_job(source), source.every)
+            state = self.store.source_state(source.name, source.url)
+            schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
         schedule.start()
         log.info(
             "wirewatch running: %d sources, feeds at %s/",
@@ -237,4 +269,4 @@ class stop_on_signals:  # lower case: it is used as a context manager and reads 
 
 def source_job(source: SourceSettings) -> SourceJob:
     """The slice of a source's settings that a poll needs."""
-    return SourceJob(source.name, source.url, source.full_text)
+    return job_for(source)

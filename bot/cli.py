@@ -22,8 +22,10 @@ from feeds.fetch import DEFAULT_USER_AGENT, PAGE_ACCEPT, fetch, make_client
 from feeds.match import Matcher
 from feeds.models import Article, FetchResult
 
-from . import __version__
+from . import __version__, event_loop
 from .settings import Settings, SettingsError, load_settings
+from .sources_cli import add_arguments as add_source_arguments
+from .sources_cli import add_command, sources_command
 
 DEFAULT_CONFIG = "config/wirewatch.yaml"
 EXIT_CONFIG = 2
@@ -88,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help='JSON lines {"id","title","text"[,"url","source"]}',
     )
+    match.add_argument(
+        "--explain",
+        metavar="WATCHLIST",
+        help="say why each article matches WATCHLIST or not, instead of JSON lines",
+    )
+
+    backtest = commands.add_parser(
+        "backtest",
+        parents=[common],
+        help="replay stored articles against a watchlist's current definition",
+    )
+    backtest.add_argument("watchlist", help="the watchlist's name")
+    backtest.add_argument(
+        "--since", default="30d", help="how far back to replay, e.g. 7d or 12h (default 30d)"
+    )
+
+    add_source_arguments(commands, common)
 
     commands.add_parser(
         "demo", parents=[common], help="run the whole pipeline offline on bundled sample sources"
@@ -134,10 +153,28 @@ def dispatch(args: argparse.Namespace, config: Path) -> int:
             f"{config}: ok ({len(settings.sources)} sources, {len(settings.watchlists)} watchlists)"
         )
         return 0
+    if command == "match" and args.explain:
+        from .watch_commands import explain_command
+
+        return explain_command(settings, read_json_lines(args.batch), args.explain, sys.stdout)
     if command == "match":
         return match_command(settings, args.batch, sys.stdout)
+    if command == "backtest":
+        from .settings import parse_duration
+        from .watch_commands import backtest_command
+
+        try:
+            since = parse_duration(args.since)
+        except ValueError as error:
+            print(f"wirewatch backtest: --since: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        return backtest_command(settings, args.watchlist, since, sys.stdout)
     if command == "run":
-        return asyncio.run(run_command(settings, once=args.once))
+        return event_loop.run(run_command(settings, once=args.once))
+    if command == "sources":
+        return sources_command(settings, config, args, sys.stdout)
+    if command == "add":
+        return add_command(settings, config, args, sys.stdout)
     if command == "demo":
         from .demo import run_demo
 
@@ -235,6 +272,8 @@ def article_json(article: Article) -> dict[str, Any]:
         "language": article.language,
         "html": article.html,
         "empty_reason": article.empty_reason,
+        "updated": article.updated.isoformat() if article.updated else None,
+        "image": article.image,
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .app import App, stop_on_signals
 from .sample_site import SampleSite
 from .settings import Settings, load_settings
+from .telegram import SendOptions
 
 DEMO_SITE_VARIABLE = "WIREWATCH_DEMO_SITE"
 
@@ -28,7 +29,7 @@ class PrintingSender:
     async def stop(self) -> None:
         return None
 
-    async def send(self, chat_id: int, html_text: str) -> int:
+    async def send(self, chat_id: int, html_text: str, options: SendOptions | None = None) -> int:
         print(f"--- alert to chat {chat_id} ---\n{html_text}\n", flush=True)
         return 0
 

@@ -3,27 +3,45 @@
 A poll never raises for a source's failures: it records them in the store and returns a PollReport
 whose `error` says what went wrong, so one broken source never stops the others. CPU-heavy steps
 (parsing, cleaning) run in worker threads so the feed server stays responsive meanwhile.
+
+Every poll also decides when the next one is due (feeds.cadence) and stores it with the source's
+health: a failure backs off or obeys Retry-After, a 410 disables the source with its reason, a
+permanent redirect moves the source. Every request, feed or article page, waits for its host's
+turn at the shared HostGate, and article pages are fetched only where robots.txt allows.
+
+An entry is the same article as a stored one when its guid or its canonical URL key is the same
+(feeds.canonical); it is new otherwise. A known entry whose fingerprint changed is an update: the
+stored article is rewritten in place (same id, `updated_at` moves) and its page fetched again only
+if the page changed (conditional GET with the page's stored validators).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from feeds.cadence import Cadence, FeedHints, adaptive_interval, after_failure, after_success
+from feeds.canonical import canonical_link, clean_url, fingerprint, url_key
 from feeds.entry_article import article_from_entry, merge_page_and_feed, needs_page
 from feeds.errors import FetchError, ParseError
-from feeds.extract import extract_article
-from feeds.fetch import PAGE_ACCEPT, FetchLimits, fetch
+from feeds.extract import clean_page
+from feeds.fetch import FEED_ACCEPT, PAGE_ACCEPT, FetchLimits, fetch
+from feeds.listing import ListingSelectors, parse_listing
 from feeds.match import Matcher
-from feeds.models import Article, Entry, FetchResult
-from feeds.parse import parse_feed
+from feeds.models import Article, ConditionalHeaders, Entry, FetchResult
+from feeds.parse import parse_feed, parse_hints
+from feeds.politeness import HostGate
+from feeds.robots import RobotsCache
+from feeds.templates import site_of
 
-from .store import Store
+from .store import ArticleIdentity, KnownArticle, SourceState, Store
 
 log = logging.getLogger("wirewatch.ingest")
 
@@ -34,6 +52,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+DEFAULT_CADENCE = Cadence(
+    every=timedelta(minutes=15), min_every=timedelta(minutes=15), max_every=timedelta(hours=1)
+)
+"""The settings' defaults, for jobs built without settings (tests, one-off polls)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourceJob:
     """What a poll needs to know about a source (a slice of its settings)."""
@@ -41,6 +65,10 @@ class SourceJob:
     name: str
     url: str
     full_text: str = "auto"
+    cadence: Cadence = DEFAULT_CADENCE
+    """The polling bounds the next poll is chosen within."""
+    listing: ListingSelectors | None = None
+    """For a `page` source: how to read article links off the listing page; None for a feed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +80,10 @@ class PollReport:
     not_modified: bool = False
     error: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    updated_articles: int = 0
+    """Known articles whose entry changed, stored again as updates of the same article."""
+    next_poll_at: datetime | None = None
+    """When this source is due again; None when it is disabled."""
 
 
 @dataclass(slots=True)
@@ -65,67 +97,240 @@ class Ingestor:
     """watchlist name → chat ids that get its alerts."""
     limits: FetchLimits
     clock: Clock = utc_now
+    gate: HostGate | None = None
+    """Per-host and global request limits shared by every poll; None: no limits (tests)."""
+    robots: RobotsCache | None = None
+    """robots.txt rules for article pages; None: not checked."""
+    random: Callable[[], float] = random.random
+    """Jitter for back-off (tests pass a fixed value)."""
 
     async def poll(self, source: SourceJob) -> PollReport:
+        state = self.store.source_state(source.name, source.url)
+        if state.disabled_reason:
+            return PollReport(source.name, error=f"disabled: {state.disabled_reason}")
+        failure: Exception
         try:
-            return await self._poll(source)
+            return await self._poll(source, state)
         except (FetchError, ParseError) as error:
             message = str(error)
+            failure = error
         except Exception as error:  # a bug or a surprise in one source must not stop the rest
             log.exception("source %s: unexpected failure", source.name)
             message = f"unexpected {type(error).__name__}: {error}"
-        self.store.record_poll_failure(source.name, source.url, message, self.clock())
-        log.warning("source %s failed: %s", source.name, message)
-        return PollReport(source.name, error=message)
+            failure = error
+        return self._record_failure(source, state, failure, message)
 
-    async def _poll(self, source: SourceJob) -> PollReport:
-        state = self.store.source_state(source.name, source.url)
-        response = await fetch(self.client, source.url, state.validators, limits=self.limits)
+    def _record_failure(
+        self, source: SourceJob, state: SourceState, error: Exception, message: str
+    ) -> PollReport:
+        now = self.clock()
+        fetch_error = error if isinstance(error, FetchError) else None
+        decision = after_failure(
+            now,
+            streak=state.failure_streak + 1,
+            interval=source.cadence.every,
+            cadence=source.cadence,
+            status=fetch_error.status if fetch_error else None,
+            retry_after=fetch_error.retry_after if fetch_error else None,
+            message=message,
+            random=self.random,
+        )
+        if isinstance(error, FetchError):
+            kind = str(error.kind)
+        else:
+            kind = "parse" if isinstance(error, ParseError) else "unexpected"
+        self.store.record_poll_failure(
+            source.name,
+            source.url,
+            message,
+            now,
+            kind=kind,
+            next_poll_at=decision.next_poll_at,
+            disabled_reason=decision.disabled_reason,
+        )
+        if decision.disabled_reason:
+            log.error("source %s disabled: %s", source.name, decision.disabled_reason)
+        else:
+            log.warning("source %s failed: %s", source.name, message)
+        return PollReport(source.name, error=message, next_poll_at=decision.next_poll_at)
+
+    async def _poll(self, source: SourceJob, state: SourceState) -> PollReport:
+        target = state.fetch_url or source.url
+        response = await fetch(
+            self.client,
+            target,
+            state.validators,
+            limits=self.limits,
+            accept=PAGE_ACCEPT if source.listing else FEED_ACCEPT,
+            gate=self.gate,
+        )
+        fetch_url = response.permanent_url or state.fetch_url
+        if response.permanent_url:
+            log.warning("source %s moved permanently to %s", source.name, response.permanent_url)
         if not isinstance(response, FetchResult):
+            next_poll = self._next_poll(source, response.lifetime, FeedHints())
             self.store.record_poll_success(
-                source.name, source.url, response.validators, self.clock()
+                source.name,
+                source.url,
+                response.validators,
+                self.clock(),
+                not_modified=True,
+                fetch_url=fetch_url,
+                next_poll_at=next_poll,
             )
-            return PollReport(source.name, not_modified=True)
-        entries = await asyncio.to_thread(parse_feed, response, source.name)
+            return PollReport(source.name, not_modified=True, next_poll_at=next_poll)
+        if source.listing is not None:
+            entries = await asyncio.to_thread(
+                parse_listing, response, source.name, source.listing
+            )
+            hints = FeedHints()
+        else:
+            entries = await asyncio.to_thread(parse_feed, response, source.name)
+            hints = await asyncio.to_thread(parse_hints, response)
         report = await self._ingest_entries(source, entries)
+        next_poll = self._next_poll(source, response.lifetime, hints)
         # Validators are stored only once the entries are safely in, so that a crash mid-poll
         # makes the next poll fetch the feed again instead of getting a 304 and missing entries.
-        self.store.record_poll_success(source.name, source.url, response.validators, self.clock())
-        return report
+        self.store.record_poll_success(
+            source.name,
+            source.url,
+            response.validators,
+            self.clock(),
+            fetch_url=fetch_url,
+            next_poll_at=next_poll,
+        )
+        return PollReport(
+            source.name,
+            report.new_articles,
+            report.new_matches,
+            report.new_alerts,
+            warnings=report.warnings,
+            updated_articles=report.updated_articles,
+            next_poll_at=next_poll,
+        )
+
+    def _next_poll(
+        self, source: SourceJob, lifetime: timedelta | None, hints: FeedHints
+    ) -> datetime:
+        interval = adaptive_interval(
+            self.store.recent_publication_times(source.name), source.cadence
+        )
+        return after_success(self.clock(), interval, lifetime=lifetime, hints=hints)
 
     async def _ingest_entries(self, source: SourceJob, entries: Sequence[Entry]) -> PollReport:
-        known = self.store.known_guids(source.name, [entry.guid for entry in entries])
-        fresh = [entry for entry in entries if entry.guid not in known]
-        articles = matches = alerts = 0
+        keys = {entry.guid: url_key(entry.url) for entry in entries}
+        known = self.store.known_articles(source.name, list(keys), list(keys.values()))
+        by_guid = {article.guid: article for article in known}
+        by_key = {article.url_key: article for article in known if article.url_key}
+        articles = updated = matches = alerts = 0
         warnings: list[str] = []
         # Oldest first, so that alerts go out in the order the stories were published.
-        for entry in reversed(fresh):
-            article, warning = await self._article_for(source, entry)
+        for entry in reversed(entries):
+            key = keys[entry.guid]
+            existing = by_guid.get(entry.guid) or by_key.get(key)
+            entry_print = fingerprint(entry)
+            if existing is not None and existing.fingerprint in (None, entry_print):
+                continue  # listed again, unchanged (or stored before fingerprints existed)
+            article, warning, page, canonical = await self._article_for(source, entry, existing)
             if warning:
                 warnings.append(warning)
+            if canonical and existing is None:
+                key = url_key(canonical)
+                existing = by_key.get(key) or next(
+                    iter(self.store.known_articles(source.name, [], [key])), None
+                )
+                if existing is not None and existing.fingerprint in (None, entry_print):
+                    continue  # the same article reached through another URL
+            identity = ArticleIdentity(key or None, entry_print, page)
             found = self.matcher.match(article, source.name)
-            ingested = self.store.add_article_with_matches(
-                source.name, entry.guid, article, found, self.routes, self.clock()
-            )
-            if ingested is None:
-                continue
-            articles += 1
+            if existing is not None:
+                ingested = self.store.update_article_with_matches(
+                    existing.id, article, identity, found, self.routes, self.clock()
+                )
+                updated += 1
+            else:
+                added = self.store.add_article_with_matches(
+                    source.name, entry.guid, article, found, self.routes, self.clock(), identity
+                )
+                if added is None:
+                    continue
+                ingested = added
+                articles += 1
             matches += ingested.new_matches
             alerts += ingested.new_alerts
-        return PollReport(source.name, articles, matches, alerts, warnings=tuple(warnings))
+            remembered = KnownArticle(ingested.article.id, entry.guid, key, entry_print, page)
+            by_guid[entry.guid] = remembered
+            if key:
+                by_key[key] = remembered
+        return PollReport(
+            source.name,
+            articles,
+            matches,
+            alerts,
+            warnings=tuple(warnings),
+            updated_articles=updated,
+        )
 
-    async def _article_for(self, source: SourceJob, entry: Entry) -> tuple[Article, str | None]:
-        """The cleaned article of an entry: its page's text when wanted, else the feed's text."""
+    async def _clean_page(self, content: bytes, url: str, *, learn: bool) -> Article:
+        """Clean an article page with its site's learned template, then (for a page seen for the
+        first time: a re-fetched edit would count its own text twice) learn from it."""
+        site = site_of(url)
+        template = self.store.site_template(site)
+        cleaned = await asyncio.to_thread(clean_page, content, url, template)
+        if learn and site and cleaned.fingerprints:
+            self.store.learn_site_page(site, cleaned.fingerprints)
+        return cleaned.article
+
+    async def _article_for(
+        self, source: SourceJob, entry: Entry, existing: KnownArticle | None
+    ) -> tuple[Article, str | None, ConditionalHeaders, str | None]:
+        """The cleaned article of an entry (its page's text when wanted, else the feed's text),
+        a warning when the page could not be used, the page's validators and its rel=canonical.
+
+        For an update of a known article the page is asked for conditionally: if it did not
+        change, its stored text is kept and only the feed's title and dates are new.
+        """
         from_feed = await asyncio.to_thread(article_from_entry, entry)
+        from_feed = _with_url(from_feed, clean_url(entry.url) if entry.url else entry.url)
+        none = ConditionalHeaders()
         if not needs_page(entry, from_feed, source.full_text):
-            return from_feed, None
+            return from_feed, None, none, None
+        if self.robots is not None and not await self.robots.allowed(entry.url):
+            warning = f"article page {entry.url}: disallowed by robots.txt; using the feed's text"
+            return from_feed, warning, none, None
+        validators = existing.page_validators if existing is not None else None
         try:
-            page = await fetch(self.client, entry.url, limits=self.limits, accept=PAGE_ACCEPT)
+            page = await fetch(
+                self.client,
+                entry.url,
+                validators,
+                limits=self.limits,
+                accept=PAGE_ACCEPT,
+                gate=self.gate,
+            )
         except FetchError as error:
             warning = f"article page {entry.url}: {error}; using the feed's text"
             log.info("%s: %s", source.name, warning)
-            return from_feed, warning
-        if not isinstance(page, FetchResult):  # no validators were sent, so 304 is unexpected
-            return from_feed, None
-        from_page = await asyncio.to_thread(extract_article, page.content, page.url)
-        return merge_page_and_feed(from_page, from_feed), None
+            return from_feed, warning, none, None
+        if not isinstance(page, FetchResult):
+            assert existing is not None  # validators were sent only for a known article
+            stored = self.store.article(existing.id)
+            kept = Article(
+                url=stored.url,
+                title=from_feed.title or stored.title,
+                paragraphs=tuple(p for p in stored.text.split("\n\n") if p),
+                html=stored.html,
+                author=from_feed.author or stored.author,
+                published=from_feed.published or stored.published,
+            )
+            return kept, None, page.validators, None
+        from_page = await self._clean_page(page.content, page.url, learn=existing is None)
+        canonical = await asyncio.to_thread(canonical_link, page.content, page.url)
+        merged = merge_page_and_feed(from_page, from_feed)
+        article = _with_url(merged, clean_url(canonical or merged.url))
+        return article, None, page.validators, canonical
+
+
+def _with_url(article: Article, url: str) -> Article:
+    """The article with its link replaced (trackers stripped, or the page's canonical URL)."""
+    return article if article.url == url else dataclasses.replace(article, url=url)

@@ -1,38 +1,93 @@
-"""Stored matches → Atom documents, written to files and handed to the feed server.
+"""Stored articles → Atom documents, written to files and handed to the feed server.
 
-Feeds are rendered when their content may have changed (after a poll that stored matches, and once
-at start), never per request. A document is written to disk only when its bytes changed, atomically
-(write a temporary file, then rename), so a reader of the file never sees half a feed.
+Three kinds of feed: one per watchlist, ``all`` (every matched article once), and one per source
+with the full cleaned text of every article it brought (matched or not). Each is a subscription
+document with the newest ``max_entries`` entries plus RFC 5005 archive pages holding everything
+older, so a reader that was offline for a week follows ``prev-archive`` links and misses nothing.
+
+Paging is by position in the order entries entered the feed (oldest first): page 1 holds entries
+1..N, page 2 entries N+1..2N, and so on. A page is published only once it is full and the
+subscription document no longer shows all of it, so a page never changes size and never loses an
+entry to the next page; only an update of one of its articles, or the appearance of the next page
+(its ``next-archive`` link), re-renders it. The subscription document may repeat some entries of
+the newest archive page; readers recognise them by id, which RFC 5005 allows.
+
+Feeds are rendered when their content may have changed (after a poll that stored something, and
+once at start), never per request. A document whose entries and links are the same as last time is
+not even rendered again; one whose bytes changed is put in the catalog and written to disk,
+atomically (write a temporary file, then rename), so a reader of the file never sees half a feed.
 """
 
 from __future__ import annotations
 
 import html
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, render_atom, tag_uri
+from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, Paging, render_atom, tag_uri
 
-from .server import ALL_FEED, FeedCatalog, RenderedFeed, feed_url
+from .server import (
+    ALL_FEED,
+    ICON_PATH,
+    FeedCatalog,
+    RenderedFeed,
+    archive_path,
+    feed_path,
+    source_path,
+)
 from .store import FeedItem, Store
 
-__all__ = ["ALL_FEED", "FeedSpec", "Publisher"]
+__all__ = [
+    "ALL_FEED",
+    "FeedSpec",
+    "Publisher",
+    "highlight_html",
+    "source_feed_spec",
+    "write_atomically",
+]
 # The date part of tag: URIs of feeds. Fixed, so a feed's id never changes.
 FEED_ID_DATE = "2026"
+SUMMARY_FALLBACK_CHARACTERS = 300
+"""A summary without a match snippet (full-text source feeds) is the start of the text."""
 
 
 @dataclass(frozen=True, slots=True)
 class FeedSpec:
-    """One feed to publish: a watchlist's, or `all` (every matched article once)."""
+    """One feed to publish: a watchlist's, `all` (every matched article once), or a source's."""
 
     name: str
     title: str
     subtitle: str
     watchlist: str | None
-    """The watchlist whose matches it holds; None for `all`."""
+    """The watchlist whose matches it holds; None for `all` and for a source's feed."""
+    source: str | None = None
+    """Set for a source's full-text feed: every article of that source, matched or not."""
+
+    @property
+    def path(self) -> str:
+        return source_path(self.name) if self.source is not None else feed_path(self.name)
+
+
+def source_feed_spec(name: str, title: str) -> FeedSpec:
+    """The full-text feed of a source: every article it brought, cleaned, matched or not."""
+    return FeedSpec(
+        name, f"{title} (full text)", f"Every article of {title}, cleaned", None, source=name
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    path: str
+    meta: FeedMeta
+    entries: tuple[AtomEntry, ...]
+    last_modified: datetime
+    listed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,40 +99,128 @@ class Publisher:
     max_entries: int
     source_titles: dict[str, str]
     """source name → the outlet's display name, for entry authors and atom:source."""
+    hub_url: str | None = None
+    """A WebSub hub advertised in every document (the application pings it on changes)."""
+    source_feed_urls: Mapping[str, str] = field(default_factory=dict)
+    """source name → the outlet's own feed, written as the entries' ``<source>`` self link."""
+    _rendered: dict[str, tuple[FeedMeta, tuple[AtomEntry, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """path → what it was last rendered from, so an unchanged document is not rendered again."""
 
     def publish(self, specs: Sequence[FeedSpec]) -> list[str]:
-        """Render every feed; return the names of those whose bytes changed."""
+        """Render every feed and its archive pages; return the paths of the subscription
+        documents whose bytes changed (what a WebSub hub must be told about)."""
         changed = []
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for spec in specs:
-            items = self.store.feed_items(spec.watchlist, self.max_entries)
-            body = render_atom(self._meta(spec), [self._entry(item) for item in items])
-            current = self.catalog.get(spec.name)
-            if current is not None and current.body == body:
-                continue
-            newest = max((item.article.updated_at for item in items), default=EMPTY_FEED_UPDATED)
-            self.catalog.put(RenderedFeed.of(spec.name, spec.title, body, newest))
-            write_atomically(self.output_dir / f"{spec.name}.atom", body)
-            changed.append(spec.name)
+            for document in self._documents(spec, self._history(spec)):
+                if self._publish_document(spec, document) and document.listed:
+                    changed.append(document.path)
         return changed
 
-    def feed_url(self, name: str) -> str:
-        return feed_url(self.public_url, name)
+    def url_of(self, path: str) -> str:
+        return f"{self.public_url}/{path}"
 
-    def _meta(self, spec: FeedSpec) -> FeedMeta:
-        return FeedMeta(
-            feed_id=tag_uri(self._authority(), FEED_ID_DATE, f"feed/{spec.name}"),
+    def feed_url(self, name: str) -> str:
+        """The URL of a watchlist's (or `all`) subscription document."""
+        return self.url_of(feed_path(name))
+
+    def _history(self, spec: FeedSpec) -> list[FeedItem]:
+        if spec.source is not None:
+            return self.store.source_history(spec.source)
+        return self.store.feed_history(spec.watchlist)
+
+    def _documents(self, spec: FeedSpec, history: Sequence[FeedItem]) -> list[_Document]:
+        """The subscription document and every archive page, from the oldest-first history."""
+        size = self.max_entries
+        archive_pages = max(0, -(-len(history) // size) - 1)
+        subscription_url = self.url_of(spec.path)
+        documents = [
+            self._document(
+                spec,
+                spec.path,
+                history[-size:],
+                Paging(
+                    prev_archive_url=self.url_of(archive_path(spec.path, archive_pages))
+                    if archive_pages
+                    else None
+                ),
+                listed=True,
+            )
+        ]
+        for page in range(1, archive_pages + 1):
+            paging = Paging(
+                archive=True,
+                current_url=subscription_url,
+                prev_archive_url=self.url_of(archive_path(spec.path, page - 1))
+                if page > 1
+                else None,
+                next_archive_url=self.url_of(archive_path(spec.path, page + 1))
+                if page < archive_pages
+                else None,
+            )
+            items = history[(page - 1) * size : page * size]
+            documents.append(
+                self._document(spec, archive_path(spec.path, page), items, paging, listed=False)
+            )
+        return documents
+
+    def _document(
+        self,
+        spec: FeedSpec,
+        path: str,
+        items: Sequence[FeedItem],
+        paging: Paging,
+        *,
+        listed: bool,
+    ) -> _Document:
+        meta = FeedMeta(
+            feed_id=tag_uri(self._authority(), FEED_ID_DATE, self._feed_id_path(spec)),
             title=spec.title,
             subtitle=spec.subtitle,
-            self_url=self.feed_url(spec.name),
+            self_url=self.url_of(path),
             alternate_url=f"{self.public_url}/",
             author_name="wirewatch",
+            icon_url=self.url_of(ICON_PATH),
+            hub_url=self.hub_url,
+            paging=paging,
         )
+        newest_first = tuple(self._entry(item) for item in reversed(items))
+        last_modified = max((item.article.updated_at for item in items), default=EMPTY_FEED_UPDATED)
+        return _Document(path, meta, newest_first, last_modified, listed)
+
+    def _publish_document(self, spec: FeedSpec, document: _Document) -> bool:
+        """Render, store and write one document; whether its bytes changed."""
+        source = (document.meta, document.entries)
+        if self._rendered.get(document.path) == source:
+            return False
+        body = render_atom(document.meta, document.entries)
+        self._rendered[document.path] = source
+        current = self.catalog.get(document.path)
+        if current is not None and current.body == body:
+            return False
+        self.catalog.put(
+            RenderedFeed.of(
+                document.path, spec.title, body, document.last_modified, listed=document.listed
+            )
+        )
+        target = self.output_dir / document.path.removeprefix("feeds/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, body)
+        return True
+
+    def _feed_id_path(self, spec: FeedSpec) -> str:
+        # Kept as it was before source feeds existed, so watchlist feed ids never change.
+        return f"source/{spec.name}" if spec.source is not None else f"feed/{spec.name}"
 
     def _entry(self, item: FeedItem) -> AtomEntry:
         article = item.article
         outlet = self.source_titles.get(article.source, article.source)
-        summary = item.snippet or article.text[:300]
+        if item.snippet:
+            summary = highlight_html(item.snippet, item.terms)
+        else:
+            summary = html.escape(_clip(article.text, SUMMARY_FALLBACK_CHARACTERS), quote=False)
         content = article.html or "".join(
             f"<p>{html.escape(paragraph)}</p>" for paragraph in article.text.split("\n\n")
         )
@@ -92,12 +235,54 @@ class Publisher:
             author=article.author,
             source_title=outlet,
             summary=summary,
+            summary_type="html",
             content_html=content,
             categories=(*item.watchlists, *item.terms),
+            related=item.related,
+            source_url=self.source_feed_urls.get(article.source),
         )
 
     def _authority(self) -> str:
         return urlsplit(self.public_url).hostname or "wirewatch"
+
+
+def highlight_html(text: str, terms: Sequence[str]) -> str:
+    """Escape ``text`` and wrap whole-word, case- and accent-insensitive hits of ``terms`` in <b>.
+
+    For the feeds' summaries ("why it matched"). The search runs on a one-to-one fold of each
+    character, so positions found are positions in the original and the shown text keeps its own
+    case and accents; terms are escaped literals, longest first so a phrase wins over its words.
+    """
+    folded_terms = sorted({_fold(term.strip()) for term in terms if term.strip()}, key=len)
+    if not folded_terms:
+        return html.escape(text, quote=False)
+    alternatives = "|".join(re.escape(term) for term in reversed(folded_terms))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    parts: list[str] = []
+    position = 0
+    for match in pattern.finditer(_fold(text)):
+        parts.append(html.escape(text[position : match.start()], quote=False))
+        parts.append(f"<b>{html.escape(text[match.start() : match.end()], quote=False)}</b>")
+        position = match.end()
+    parts.append(html.escape(text[position:], quote=False))
+    return "".join(parts)
+
+
+def _fold(text: str) -> str:
+    """Case- and accent-fold character by character, keeping the length (one char for one)."""
+    folded = []
+    for char in text:
+        base = unicodedata.normalize("NFD", char)[0]
+        lowered = base.lower()
+        folded.append(lowered if len(lowered) == 1 else base)
+    return "".join(folded)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(None, 1)[0] if " " in text[:limit] else text[:limit]
+    return f"{cut.rstrip()}…"
 
 
 def write_atomically(path: Path, body: bytes) -> None:

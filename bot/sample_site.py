@@ -27,6 +27,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -115,6 +116,11 @@ class SampleSite:
         self._routes: dict[str, Callable[[Request], Response]] = {}
         self._files: dict[str, _File] = {}
         self._requests: list[RequestLog] = []
+        self._statuses: Counter[int] = Counter()
+        self._paths: Counter[str] = Counter()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._keep_log = True
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -195,14 +201,55 @@ class SampleSite:
             return list(self._requests)
 
     def clear_requests(self) -> None:
+        """Forget the request log, the status counts and the in-flight peak."""
         with self._lock:
             self._requests.clear()
+            self._statuses.clear()
+            self._paths.clear()
+            self._peak_in_flight = self._in_flight
+
+    @property
+    def status_counts(self) -> dict[int, int]:
+        """How many responses of each status were sent since the last `clear_requests`."""
+        with self._lock:
+            return dict(self._statuses)
+
+    @property
+    def path_counts(self) -> dict[str, int]:
+        """How many requests each path got since the last `clear_requests`."""
+        with self._lock:
+            return dict(self._paths)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests this site was answering at once since the last `clear_requests`:
+        what a client's per-host limit is checked against."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def keep_request_log(self, keep: bool) -> None:
+        """Turn the per-request log off for long benchmark runs (counts are always kept)."""
+        with self._lock:
+            self._keep_log = keep
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def _leave(self, status: int | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if status is not None:
+                self._statuses[status] += 1
 
     # -- answering (called from handler threads) -------------------------------------------------
 
     def _answer(self, request: Request) -> Response:
         with self._lock:
-            self._requests.append(request)
+            if self._keep_log:
+                self._requests.append(request)
+            self._paths[request.path] += 1
             handler = self._routes.get(request.path)
             memory_file = self._files.get(request.path)
         if handler is not None:
@@ -323,15 +370,21 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
         )
         site = self.server.site
+        site._enter()
+        sent: int | None = None
         try:
-            response = site._answer(request)
-        except Exception:
-            logger.exception("sample site: handler for %s failed", request.path)
-            response = _plain(500, "handler failed")
-        if response.delay and site._stopping.wait(response.delay):
-            self.close_connection = True
-            return
-        self._send(response, include_body=request.method != "HEAD")
+            try:
+                response = site._answer(request)
+            except Exception:
+                logger.exception("sample site: handler for %s failed", request.path)
+                response = _plain(500, "handler failed")
+            if response.delay and site._stopping.wait(response.delay):
+                self.close_connection = True
+                return
+            self._send(response, include_body=request.method != "HEAD")
+            sent = response.status
+        finally:
+            site._leave(sent)
 
     def _send(self, response: Response, *, include_body: bool) -> None:
         self.send_response(response.status)

@@ -1,4 +1,9 @@
-"""When things run: each source at its own interval, and a periodic retry of pending alerts.
+"""When things run: each source when it is due, and a periodic retry of pending alerts.
+
+A poll returns when its source is due again (bot.ingest decides: adaptive interval, publisher
+hints, back-off, Retry-After) and the source's job is moved to that time; a poll that returns None
+leaves the source on its plain interval. At start-up each source resumes at the time stored by its
+last poll, so a restart neither forgets a Retry-After nor hammers a failing site.
 
 APScheduler decides the times; the work itself runs as tasks this module tracks, so that a clean
 shutdown can wait a short grace period for polls in flight and then cancel them (APScheduler does
@@ -28,7 +33,7 @@ DELIVERY_RETRY = timedelta(seconds=30)
 class Schedule:
     def __init__(
         self,
-        poll: Callable[[SourceJob], Awaitable[None]],
+        poll: Callable[[SourceJob], Awaitable[datetime | None]],
         deliver: Callable[[], Awaitable[Any]],
     ) -> None:
         self._poll = poll
@@ -36,15 +41,27 @@ class Schedule:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._running: dict[str, asyncio.Task[Any]] = {}
 
-    def add_source(self, job: SourceJob, every: timedelta) -> None:
+    def add_source(
+        self, job: SourceJob, every: timedelta, first_run: datetime | None = None
+    ) -> None:
+        """Poll `job` every `every` unless its polls say otherwise; first at `first_run` (None or
+        a past time: now)."""
         # A little jitter spreads sources with the same interval instead of firing them together.
         jitter = min(every.total_seconds() * 0.1, 60.0)
+        now = datetime.now(UTC)
+        key = f"source:{job.name}"
+
+        async def poll_and_reschedule() -> None:
+            due = await self._poll(job)
+            if due is not None and self._scheduler.running and self._scheduler.get_job(key):
+                self._scheduler.modify_job(key, next_run_time=max(due, datetime.now(UTC)))
+
         self._scheduler.add_job(
             self._launch,
             IntervalTrigger(seconds=every.total_seconds(), jitter=jitter, timezone=UTC),
-            args=(f"source:{job.name}", lambda: self._poll(job)),
-            id=f"source:{job.name}",
-            next_run_time=datetime.now(UTC),
+            args=(key, poll_and_reschedule),
+            id=key,
+            next_run_time=max(first_run, now) if first_run is not None else now,
             coalesce=True,
             max_instances=1,
             misfire_grace_time=None,
@@ -56,6 +73,8 @@ class Schedule:
             IntervalTrigger(seconds=DELIVERY_RETRY.total_seconds(), timezone=UTC),
             args=("delivery", self._deliver),
             id="delivery",
+            # At once too: alerts left pending by the last run go out without waiting a period.
+            next_run_time=datetime.now(UTC),
             coalesce=True,
             max_instances=1,
         )

@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -106,6 +107,15 @@ sources = Table(
     Column("last_success_at", UTCDateTime),
     Column("last_error", Text),
     Column("failure_streak", Integer, nullable=False),
+    # Scheduling and health (see bot.health): where polls go after a permanent redirect (null:
+    # `url`), when the next poll is due, why the source is disabled (410; null: enabled), the
+    # kind of the last error, and how many polls there were and how many of them were 304s.
+    Column("fetch_url", Text),
+    Column("next_poll_at", UTCDateTime),
+    Column("disabled_reason", Text),
+    Column("last_error_kind", Text),
+    Column("polls", Integer, nullable=False, server_default="0"),
+    Column("not_modified_polls", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("name"),
 )
 
@@ -123,9 +133,17 @@ articles = Table(
     Column("published", UTCDateTime),
     Column("fetched_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Identity beyond the guid (feeds.canonical): the URL with trackers, AMP and mobile variants
+    # removed, and a fingerprint of the entry's text that tells an edited entry from an unchanged
+    # one; the article page's validators, so an edited entry re-fetches its page conditionally.
+    Column("url_key", Text),
+    Column("fingerprint", Text),
+    Column("page_etag", Text),
+    Column("page_last_modified", Text),
     PrimaryKeyConstraint("id"),
     UniqueConstraint("source", "guid"),
     Index(None, "url"),
+    Index(None, "source", "url_key"),
     # Never reuse the id of a deleted article: ids appear in feed entry ids and outbox rows.
     sqlite_autoincrement=True,
 )
@@ -140,6 +158,30 @@ matches = Table(
     Column("matched_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("article_id", "watchlist"),
     Index(None, "watchlist", "matched_at"),
+)
+
+# Near-duplicate stories (feeds.stories, bot.story_store): the story of each article, named by the
+# id of its first article, and the article's fingerprint for comparing later articles with it.
+article_stories = Table(
+    "article_stories",
+    metadata,
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    Column("story_id", Integer, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("article_id"),
+    Index(None, "story_id"),
+    Index(None, "created_at"),
+)
+
+# The smallest shingle hashes of each article's fingerprint: articles sharing one are compared.
+story_keys = Table(
+    "story_keys",
+    metadata,
+    Column("key", BigInteger, nullable=False),
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("key", "article_id"),
+    Index(None, "article_id"),
 )
 
 outbox = Table(
@@ -157,6 +199,9 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    # Not before this instant (Telegram's retry_after, or back-off after an error); null: now.
+    Column("next_attempt_at", UTCDateTime),
+    Column("message_id", BigInteger),  # Telegram's id for the sent message
     PrimaryKeyConstraint("id"),
     # One alert per article per chat, even when two watchlists routed to the chat both match.
     UniqueConstraint("chat_id", "article_id"),
@@ -166,4 +211,37 @@ outbox = Table(
     ),
     Index(None, "status", "created_at"),
     sqlite_autoincrement=True,
+)
+
+chat_states = Table(
+    "chat_states",
+    metadata,
+    Column("chat_id", BigInteger, nullable=False),
+    # The supergroup a group was upgraded to: alerts for chat_id go there (routes keep the old id).
+    Column("migrated_to", BigInteger),
+    # Why alerts to this chat stopped (the bot was blocked or removed); null: enabled.
+    Column("disabled_reason", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("chat_id"),
+)
+
+# Learned per-site boilerplate (feeds.templates): a site's page count, and per block of text seen on
+# its pages a decayed page count as of page `last_page` and how many pages it was ever on.
+site_templates = Table(
+    "site_templates",
+    metadata,
+    Column("site", Text, nullable=False),
+    Column("pages", Integer, nullable=False),
+    PrimaryKeyConstraint("site"),
+)
+
+site_blocks = Table(
+    "site_blocks",
+    metadata,
+    Column("site", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("last_page", Integer, nullable=False),
+    Column("sightings", Integer, nullable=False),
+    PrimaryKeyConstraint("site", "fingerprint"),
 )

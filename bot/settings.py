@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +36,8 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -44,10 +47,13 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from feeds.listing import check_selector
 from feeds.models import Watchlist
-from feeds.normalize import normalize_term
+
+from .watch_settings import check_language, check_query, check_term, query_position
 
 __all__ = [
+    "ChatRoute",
     "ConfigProblem",
     "FeedSettings",
     "FetchSettings",
@@ -178,9 +184,7 @@ Duration = Annotated[timedelta, BeforeValidator(_to_duration), AfterValidator(_a
 
 
 def _check_term(term: str) -> str:
-    if not normalize_term(term):
-        raise ValueError(f'term "{term}" has no letters or digits to match')
-    return term
+    return check_term(term)  # the term syntax of bot.watch_settings / feeds.query
 
 
 Term = Annotated[
@@ -239,6 +243,14 @@ class FetchSettings(_Section):
     max_bytes: Annotated[Integer, Field(ge=1)] = 10 * 1024 * 1024
     concurrency: Annotated[Integer, Field(ge=1)] = 8
     """Requests in flight at once, all hosts together."""
+    per_host: Annotated[Integer, Field(ge=1)] = 2
+    """Requests in flight at once to one host (feeds and article pages alike)."""
+    host_delay: Annotated[timedelta, BeforeValidator(_to_duration)] = timedelta(seconds=1)
+    """Least time between the starts of two requests to one host (``0s`` for none)."""
+    backoff_cap: Duration = timedelta(hours=6)
+    """Longest pause between retries of a failing source; it keeps retrying at this pace."""
+    robots: bool = True
+    """Obey robots.txt for article pages (feeds are always fetched)."""
 
 
 class FeedSettings(_Section):
@@ -246,6 +258,8 @@ class FeedSettings(_Section):
 
     max_entries: Annotated[Integer, Field(ge=1)] = 50
     """Newest entries kept per Atom document."""
+    websub_hub: HttpUrl | None = None
+    """A WebSub hub: advertised in every feed (rel="hub") and pinged whenever a feed changes."""
 
 
 def _default_title(data: object) -> object:
@@ -253,6 +267,24 @@ def _default_title(data: object) -> object:
     if isinstance(data, dict) and "title" not in data and isinstance(data.get("name"), str):
         return {**data, "title": data["name"]}
     return data
+
+
+def _check_css(value: str) -> str:
+    try:
+        return check_selector(value)
+    except ValueError as error:
+        raise PydanticCustomError("css", str(error)) from None
+
+
+CssSelector = Annotated[str, AfterValidator(_check_css)]
+
+
+class SelectorSettings(_Section):
+    """Where a `page` source's article links are (CSS selectors, see feeds.listing)."""
+
+    links: CssSelector
+    title: CssSelector | None = None
+    date: CssSelector | None = None
 
 
 class SourceSettings(_Section):
@@ -265,11 +297,71 @@ class SourceSettings(_Section):
     every: Duration = timedelta(minutes=15)
     full_text: Literal["auto", "always", "never"] = "auto"
     """Fetch the article page: when the feed carries only a summary (auto), always, or never."""
+    type: Literal["feed", "page"] = "feed"
+    """A feed (RSS, Atom, JSON Feed), or a news page whose article links `selectors` pick."""
+    selectors: SelectorSettings | None = None
+    min_every: Duration | None = None
+    """Shortest interval the polling may adapt down to (default: `every`)."""
+    max_every: Duration | None = None
+    """Longest interval the polling may adapt up to (default: 4 × `every`)."""
 
     @model_validator(mode="before")
     @classmethod
     def _title_defaults_to_name(cls, data: object) -> object:
         return _default_title(data)
+
+    @model_validator(mode="after")
+    def _check_type_and_bounds(self) -> Self:
+        if self.type == "page" and self.selectors is None:
+            raise PydanticCustomError("selectors", "a page source needs selectors (links: ...)")
+        if self.type == "feed" and self.selectors is not None:
+            raise PydanticCustomError("selectors", "selectors are only for type: page")
+        if not self.shortest_interval <= self.every <= self.longest_interval:
+            raise PydanticCustomError("bounds", "need min_every <= every <= max_every")
+        return self
+
+    @property
+    def shortest_interval(self) -> timedelta:
+        return self.min_every if self.min_every is not None else self.every
+
+    @property
+    def longest_interval(self) -> timedelta:
+        return self.max_every if self.max_every is not None else self.every * 4
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone", 'unknown time zone "{zone}" (use e.g. Europe/Kyiv or UTC)', {"zone": value}
+        ) from None
+    return value
+
+
+class ChatRoute(_Section):
+    """Where and how a watchlist's alerts go: a chat, optionally one forum topic in it.
+
+    In YAML a bare chat id is the short form of ``{chat: ID}``, so older configs keep working.
+    """
+
+    chat: Integer
+    """Telegram chat id (negative for groups and channels)."""
+    thread: Integer | None = None
+    """Forum topic (message_thread_id) to post into; None: the chat's main thread."""
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    """IANA zone in which alert times are shown to this chat."""
+    link_preview: Literal["off", "above", "below"] = "off"
+    """Telegram's preview of the article link: none, above the text, or below it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_chat_id(cls, data: object) -> object:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return {"chat": data}
+        if isinstance(data, str | bool | float):
+            raise PydanticCustomError("int_type", "")
+        return data
 
 
 class WatchlistSettings(_Section):
@@ -279,21 +371,43 @@ class WatchlistSettings(_Section):
     """Used in feed URLs, so it is a slug."""
     title: str = ""
     """Human title of the feed; defaults to the name."""
-    keywords: Annotated[tuple[Term, ...], Field(min_length=1)]
-    """Any one of these must occur."""
+    keywords: Annotated[tuple[Term, ...], Field(min_length=1)] = ()
+    """Any one of these must occur (required unless there is a query)."""
     all_of: tuple[Term, ...] = Field(default=(), validation_alias="all")
     """Each of these must occur too."""
     exclude: tuple[Term, ...] = ()
     """None of these may occur."""
     sources: tuple[str, ...] = ()
     """Only articles from these sources; empty means all sources."""
-    chats: tuple[Integer, ...] = ()
-    """Telegram chat ids to alert (negative for groups)."""
+    allow_regex: bool = Field(default=False, validation_alias="regex")
+    """May the query use /regex/ terms (RE2, bounded cost)? Declared before `query` reads it."""
+    query: str = ""
+    """A rule in the watch language (feeds.query), ANDed with the term lists."""
+    languages: tuple[Annotated[str, AfterValidator(check_language)], ...] = ()
+    """Only articles in these languages; an article of unknown language passes."""
+    min_mentions: Annotated[Integer, Field(ge=0)] = 0
+    """Mentions the standfirst and body must hold, unless the title has one."""
+    chats: tuple[ChatRoute, ...] = ()
+    """Telegram chats (and topics) to alert; a bare id in YAML is ``{chat: id}``."""
 
     @model_validator(mode="before")
     @classmethod
     def _title_defaults_to_name(cls, data: object) -> object:
         return _default_title(data)
+
+    @field_validator("query")
+    @classmethod
+    def _parse_query(cls, query: str, info: ValidationInfo) -> str:
+        allow = bool(info.data.get("allow_regex", False))
+        return check_query(query, allow_regex=allow, watchlist=info.data.get("name"))
+
+    @model_validator(mode="after")
+    def _something_to_look_for(self) -> Self:
+        if not self.keywords and not self.query.strip():
+            raise PydanticCustomError(
+                "watchlist_terms", 'missing required key "keywords" (or write a "query")'
+            )
+        return self
 
     def to_watchlist(self) -> Watchlist:
         """The matcher needs only the terms; delivery and display stay in the bot."""
@@ -303,10 +417,18 @@ class WatchlistSettings(_Section):
             all_of=self.all_of,
             exclude=self.exclude,
             sources=self.sources,
+            query=self.query,
+            languages=self.languages,
+            min_mentions=self.min_mentions,
+            allow_regex=self.allow_regex,
         )
 
     def describe(self) -> str:
         """The watchlist in words, for feed subtitles: 'Ukraine or Nato, not football'."""
+        if self.query.strip():
+            return f"Articles matching {' '.join(self.query.split())}" + (
+                f" and {' or '.join(self.keywords)}" if self.keywords else ""
+            )
         words = " or ".join(self.keywords)
         if self.all_of:
             words += ", with " + " and ".join(self.all_of)
@@ -370,6 +492,8 @@ class _Located:
     """Point at the key itself rather than its value (unknown keys)."""
     first: Loc | None = None
     """For duplicates: where the name was first defined."""
+    offset: int | None = None
+    """For query errors: the offset of the mistake inside the query text."""
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -652,6 +776,8 @@ def _from_pydantic(error: ErrorDetails) -> _Located:
         if kind == "string_too_short" or ctx.get("min_length") == 1:
             return _Located(loc, "must not be empty")
         return _Located(loc, f"must have at least {ctx.get('min_length')} items")
+    if kind == "query":
+        return _Located(loc, error["msg"], offset=int(ctx.get("offset", 0)))
     message = error["msg"]
     message = message.removeprefix("Value error, ")
     return _Located(loc, message[:1].lower() + message[1:])
@@ -709,6 +835,9 @@ def _place(problem: _Located, root: CommentedMap, file: str) -> ConfigProblem:
     line, column = _position(root, problem.loc, at_key=problem.at_key)
     path = _path_in_words(problem.loc[:-1] if problem.at_key else problem.loc)
     message = f"{path}: {problem.message}" if path else problem.message
+    if problem.offset is not None:
+        line, column, note = query_position(root, problem.loc, problem.offset, file, line, column)
+        message += note
     if problem.first is not None:
         message += f" (first defined at line {_position(root, problem.first)[0] + 1})"
     return ConfigProblem(file, line + 1, column + 1, message)

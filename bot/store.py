@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +39,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     Table,
+    case,
     create_engine,
     event,
     func,
@@ -50,8 +51,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import ReturningInsert
 
-from bot.schema import articles, matches, outbox, sources
+from bot.schema import articles, chat_states, matches, outbox, sources
+from bot.story_store import StoryMate, also_reported_by, assign_story, story_alerted
+from bot.template_store import learn_site_page, load_site_template
 from feeds.models import Article, ConditionalHeaders, Match
+from feeds.templates import SiteTemplate
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -85,6 +89,42 @@ class SourceState:
     last_success_at: datetime | None
     last_error: str | None
     failure_streak: int
+    fetch_url: str | None = None
+    """Where to poll: the end of a permanent redirect from `url`, else None (poll `url`)."""
+    next_poll_at: datetime | None = None
+    disabled_reason: str | None = None
+    """Why the source is no longer polled (it answered 410 Gone); None while it is enabled."""
+    last_error_kind: str | None = None
+    polls: int = 0
+    not_modified_polls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleIdentity:
+    """What tells a stored article apart beyond its guid (see feeds.canonical)."""
+
+    url_key: str | None = None
+    fingerprint: str | None = None
+    page_validators: ConditionalHeaders = field(default_factory=ConditionalHeaders)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownArticle:
+    """A stored article an entry may be the same as, with what decides whether it changed."""
+
+    id: int
+    guid: str
+    url_key: str | None
+    fingerprint: str | None
+    page_validators: ConditionalHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class SourceActivity:
+    """How much a source brought lately (for health): articles since a moment, and the last."""
+
+    articles_since: int
+    last_article_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +160,9 @@ class FeedItem:
     terms: tuple[str, ...]
     snippet: str
     matched_at: datetime
+    related: tuple[tuple[str, str], ...] = ()
+    """(outlet, url) of other outlets' reports of the same story, shown as the entry's
+    rel="related" links. Empty until near-duplicate detection fills it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +174,17 @@ class PendingAlert:
     snippet: str
     article: StoredArticle
     attempts: int
+    next_attempt_at: datetime | None = None
+    """Not to be tried before this (Telegram's retry_after); None: now."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatState:
+    """What delivery learnt about a chat (see `Store.chat_states`)."""
+
+    chat_id: int
+    migrated_to: int | None
+    disabled_reason: str | None
 
 
 class Store:
@@ -189,23 +243,53 @@ class Store:
                 last_error=None,
                 failure_streak=0,
             )
-        same_url = row.url == url
-        return SourceState(
-            name=name,
-            url=url,
-            validators=ConditionalHeaders(row.etag, row.last_modified)
-            if same_url
-            else ConditionalHeaders(),
-            last_polled_at=row.last_polled_at,
-            last_success_at=row.last_success_at,
-            last_error=row.last_error,
-            failure_streak=row.failure_streak,
+        return _source_state(row._mapping, url)
+
+    def source_states(self) -> list[SourceState]:
+        """Every source ever polled, by name, as stored (for health reports)."""
+        with self._engine.begin() as connection:
+            rows = connection.execute(select(sources).order_by(sources.c.name)).all()
+        return [_source_state(row._mapping, row.url) for row in rows]
+
+    def source_activity(self, since: datetime) -> dict[str, SourceActivity]:
+        """Per source: articles first stored since `since`, and when the last one was stored."""
+        recent = func.sum(case((articles.c.fetched_at >= since, 1), else_=0))
+        query = select(articles.c.source, recent, func.max(articles.c.fetched_at)).group_by(
+            articles.c.source
         )
+        with self._engine.begin() as connection:
+            rows = connection.execute(query).all()
+        return {
+            source: SourceActivity(int(count or 0), _aware(last)) for source, count, last in rows
+        }
+
+    def recent_publication_times(self, source: str, limit: int = 20) -> list[datetime]:
+        """When the source's newest `limit` articles were published (stored, when undated):
+        the rhythm its polling interval adapts to."""
+        when = func.coalesce(articles.c.published, articles.c.fetched_at)
+        query = (
+            select(when.label("when"))
+            .where(articles.c.source == source)
+            .order_by(articles.c.id.desc())
+            .limit(limit)
+        )
+        with self._engine.begin() as connection:
+            values = connection.scalars(query).all()
+        return [moment for moment in (_aware(value) for value in values) if moment is not None]
 
     def record_poll_success(
-        self, name: str, url: str, validators: ConditionalHeaders, at: datetime
+        self,
+        name: str,
+        url: str,
+        validators: ConditionalHeaders,
+        at: datetime,
+        *,
+        not_modified: bool = False,
+        fetch_url: str | None = None,
+        next_poll_at: datetime | None = None,
     ) -> None:
-        """Remember the new validators and reset the failure streak."""
+        """Remember the new validators, where to poll from now on (`fetch_url`, None: `url`)
+        and when; reset the failure streak and count the poll (and whether it was a 304)."""
         values: dict[str, Any] = {
             "url": url,
             "etag": validators.etag,
@@ -213,23 +297,55 @@ class Store:
             "last_polled_at": at,
             "last_success_at": at,
             "last_error": None,
+            "last_error_kind": None,
             "failure_streak": 0,
+            "fetch_url": fetch_url,
+            "next_poll_at": next_poll_at,
+            "disabled_reason": None,
         }
         with self._engine.begin() as connection:
-            statement = _insert(connection, sources).values(name=name, **values)
+            statement = _insert(connection, sources).values(
+                name=name, polls=1, not_modified_polls=int(not_modified), **values
+            )
             connection.execute(
-                statement.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
+                statement.on_conflict_do_update(
+                    index_elements=[sources.c.name],
+                    set_={
+                        **values,
+                        "polls": sources.c.polls + 1,
+                        "not_modified_polls": sources.c.not_modified_polls + int(not_modified),
+                    },
+                )
             )
 
-    def record_poll_failure(self, name: str, url: str, error: str, at: datetime) -> None:
+    def record_poll_failure(
+        self,
+        name: str,
+        url: str,
+        error: str,
+        at: datetime,
+        *,
+        kind: str | None = None,
+        next_poll_at: datetime | None = None,
+        disabled_reason: str | None = None,
+    ) -> None:
         """Count one more failure in a row; validators and the stored URL are kept as they were.
 
         The URL is not updated so that validators stored for an older URL stay tied to it (see
-        `source_state`).
+        `source_state`). `disabled_reason` stops polling until the configured URL changes.
         """
         with self._engine.begin() as connection:
             statement = _insert(connection, sources).values(
-                name=name, url=url, last_polled_at=at, last_error=error, failure_streak=1
+                name=name,
+                url=url,
+                last_polled_at=at,
+                last_error=error,
+                last_error_kind=kind,
+                failure_streak=1,
+                next_poll_at=next_poll_at,
+                disabled_reason=disabled_reason,
+                polls=1,
+                not_modified_polls=0,
             )
             connection.execute(
                 statement.on_conflict_do_update(
@@ -237,10 +353,26 @@ class Store:
                     set_={
                         "last_polled_at": at,
                         "last_error": error,
+                        "last_error_kind": kind,
                         "failure_streak": sources.c.failure_streak + 1,
+                        "next_poll_at": next_poll_at,
+                        "disabled_reason": disabled_reason,
+                        "polls": sources.c.polls + 1,
                     },
                 )
             )
+
+    # Learned site templates (feeds.templates; the SQL is in bot.template_store)
+
+    def site_template(self, site: str) -> SiteTemplate:
+        """The boilerplate learned so far for `site` (see feeds.templates.site_of)."""
+        with self._engine.begin() as connection:
+            return load_site_template(connection, site)
+
+    def learn_site_page(self, site: str, fingerprints: Collection[str]) -> SiteTemplate:
+        """Count one more cleaned page of `site` with these block fingerprints."""
+        with self._engine.begin() as connection:
+            return learn_site_page(connection, site, fingerprints)
 
     # Articles and matches
 
@@ -257,6 +389,69 @@ class Store:
                 known.update(connection.scalars(query))
         return known
 
+    def known_articles(
+        self, source: str, guids: Sequence[str], url_keys: Sequence[str]
+    ) -> list[KnownArticle]:
+        """Stored articles of `source` with one of `guids` or one of `url_keys`."""
+        found: dict[int, KnownArticle] = {}
+        with self._engine.begin() as connection:
+            for column, values in ((articles.c.guid, guids), (articles.c.url_key, url_keys)):
+                unique = [value for value in dict.fromkeys(values) if value]
+                for start in range(0, len(unique), _GUID_CHUNK):
+                    query = select(articles).where(
+                        articles.c.source == source,
+                        column.in_(unique[start : start + _GUID_CHUNK]),
+                    )
+                    for row in connection.execute(query):
+                        page = ConditionalHeaders(row.page_etag, row.page_last_modified)
+                        found[row.id] = KnownArticle(
+                            row.id, row.guid, row.url_key, row.fingerprint, page
+                        )
+        return list(found.values())
+
+    def article(self, article_id: int) -> StoredArticle:
+        """One stored article by id (KeyError when there is none)."""
+        with self._engine.begin() as connection:
+            row = connection.execute(
+                select(articles).where(articles.c.id == article_id)
+            ).one_or_none()
+        if row is None:
+            raise KeyError(article_id)
+        return _stored_article(row._mapping)
+
+    def update_article_with_matches(
+        self,
+        article_id: int,
+        article: Article,
+        identity: ArticleIdentity,
+        found: Sequence[Match],
+        routes: Mapping[str, Sequence[int]],
+        at: datetime,
+    ) -> IngestedArticle:
+        """Replace a stored article's content with its edited version (`updated_at` moves to
+        `at`; id, guid and first fetch time stay), in one transaction with any matches it did not
+        have before and their alerts. Matches it already had are kept as they were."""
+        statement = (
+            update(articles)
+            .where(articles.c.id == article_id)
+            .values(
+                url=article.url,
+                title=article.title,
+                text=article.text,
+                html=article.html,
+                author=article.author,
+                published=article.published,
+                updated_at=at,
+                **_identity_values(identity),
+            )
+            .returning(*articles.c)
+        )
+        with self._engine.begin() as connection:
+            row = connection.execute(statement).one()
+            stored = _stored_article(row._mapping)
+            new_matches, new_alerts = _insert_matches(connection, stored.id, found, routes, at)
+        return IngestedArticle(stored, new_matches, new_alerts)
+
     def add_article(
         self, source: str, guid: str, article: Article, fetched_at: datetime
     ) -> StoredArticle | None:
@@ -272,6 +467,7 @@ class Store:
         found: Sequence[Match],
         routes: Mapping[str, Sequence[int]],
         at: datetime,
+        identity: ArticleIdentity = ArticleIdentity(),
     ) -> IngestedArticle | None:
         """Store a new article, its matches and their alerts in one transaction.
 
@@ -280,16 +476,14 @@ class Store:
         watchlist name to the chats alerted for it. None if (source, guid) is already stored.
         """
         with self._engine.begin() as connection:
-            stored = _insert_article(connection, source, guid, article, at)
+            stored = _insert_article(connection, source, guid, article, at, identity)
             if stored is None:
                 return None
-            new_matches = new_alerts = 0
-            for match in found:
-                if not _insert_match(connection, stored.id, match, at):
-                    continue
-                new_matches += 1
-                for chat_id in routes.get(match.watchlist, ()):
-                    new_alerts += _insert_alert(connection, chat_id, stored.id, match, at)
+            # One story, one alert: copies of a story already alerted to a chat stay quiet there.
+            story = assign_story(connection, stored.id, article, at)
+            new_matches, new_alerts = _insert_matches(
+                connection, stored.id, found, routes, at, story=story
+            )
         return IngestedArticle(stored, new_matches, new_alerts)
 
     def add_match(self, article_id: int, match: Match, at: datetime) -> bool:
@@ -309,12 +503,14 @@ class Store:
             return _insert_alert(connection, chat_id, article_id, match, at)
 
     def pending_alerts(
-        self, limit: int = 100, exclude_chats: Collection[int] = ()
+        self, limit: int = 100, exclude_chats: Collection[int] = (), chat_id: int | None = None
     ) -> list[PendingAlert]:
         """Alerts waiting to be sent, oldest first, each with its article.
 
         `exclude_chats` leaves out chats the caller is holding back (after a failed send), so
-        that one stuck chat can never hide the alerts of the others behind it.
+        that one stuck chat can never hide the alerts of the others behind it; `chat_id` keeps
+        only that chat's queue. Whether an alert is due yet (`next_attempt_at`) is the caller's
+        call: a chat's queue is held as a whole behind its first alert.
         """
         query = (
             select(outbox, articles)
@@ -325,9 +521,28 @@ class Store:
         )
         if exclude_chats:
             query = query.where(outbox.c.chat_id.not_in(list(exclude_chats)))
+        if chat_id is not None:
+            query = query.where(outbox.c.chat_id == chat_id)
         with self._engine.begin() as connection:
             rows = connection.execute(query).all()
         return [_pending_alert(row._mapping) for row in rows]
+
+    def pending_chats(self) -> list[tuple[int, datetime | None]]:
+        """Each chat with pending alerts and when its oldest one may be tried (None: now).
+
+        Ordered by that oldest alert, so the chat waiting longest goes first. The head decides
+        for the whole chat: later alerts never overtake it.
+        """
+        query = (
+            select(outbox.c.chat_id, outbox.c.next_attempt_at)
+            .where(outbox.c.status == "pending")
+            .order_by(outbox.c.created_at, outbox.c.id)
+        )
+        heads: dict[int, datetime | None] = {}
+        with self._engine.begin() as connection:
+            for chat_id, next_attempt_at in connection.execute(query):
+                heads.setdefault(chat_id, next_attempt_at)
+        return list(heads.items())
 
     def mark_alert_sending(self, alert_id: int, at: datetime) -> None:
         """Claim a pending alert just before handing it to Telegram.
@@ -336,7 +551,9 @@ class Store:
         """
         _transition(self._engine, alert_id, ("pending",), status="sending", updated_at=at)
 
-    def mark_alert_sent(self, alert_id: int, at: datetime, outcome: str) -> None:
+    def mark_alert_sent(
+        self, alert_id: int, at: datetime, outcome: str, message_id: int | None = None
+    ) -> None:
         """Record the final outcome of a send: "sent" (Telegram accepted it) or "logged".
 
         Accepted from `unknown` too: a late confirmation turns an unknown outcome into a known one.
@@ -350,22 +567,45 @@ class Store:
             status=outcome,
             sent_at=at,
             updated_at=at,
+            message_id=message_id,
         )
 
     def mark_alert_failed(
-        self, alert_id: int, error: str, at: datetime, *, permanent: bool = False
+        self,
+        alert_id: int,
+        error: str,
+        at: datetime,
+        *,
+        permanent: bool = False,
+        retry_at: datetime | None = None,
     ) -> None:
         """Record a send that certainly did not deliver the alert.
 
-        A temporary failure puts it back in the queue; a permanent one (the chat blocked the bot,
-        the message can never be accepted) ends it as `failed`, so it neither retries forever nor
-        holds up the chat's later alerts.
+        A temporary failure puts it back in the queue, not to be tried before `retry_at` (None:
+        at once); a permanent one (the chat blocked the bot, the message can never be accepted)
+        ends it as `failed`, so it neither retries forever nor holds up the chat's later alerts.
         """
         _transition(
             self._engine,
             alert_id,
             ("sending", "unknown"),
             status="failed" if permanent else "pending",
+            attempts=outbox.c.attempts + 1,
+            last_error=error,
+            updated_at=at,
+            next_attempt_at=None if permanent else retry_at,
+        )
+
+    def mark_alert_unknown(self, alert_id: int, error: str, at: datetime) -> None:
+        """Record a send whose request may have reached Telegram but whose answer never came.
+
+        Like a crash mid-send (see `recover_interrupted_alerts`), it is never resent.
+        """
+        _transition(
+            self._engine,
+            alert_id,
+            ("sending",),
+            status="unknown",
             attempts=outbox.c.attempts + 1,
             last_error=error,
             updated_at=at,
@@ -388,6 +628,81 @@ class Store:
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount
 
+    def alert_counts(self) -> dict[str, int]:
+        """How many outbox rows are in each state (for status reports and tests)."""
+        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        with self._engine.begin() as connection:
+            return {status: count for status, count in connection.execute(query)}
+
+    # Chats
+
+    def chat_states(self) -> dict[int, ChatState]:
+        """What delivery learnt about chats: upgrades to supergroups, and chats that refused us."""
+        with self._engine.begin() as connection:
+            rows = connection.execute(select(chat_states)).all()
+        return {
+            row.chat_id: ChatState(row.chat_id, row.migrated_to, row.disabled_reason)
+            for row in rows
+        }
+
+    def record_chat_migration(self, chat_id: int, new_chat_id: int, at: datetime) -> None:
+        """Remember that a group became a supergroup: its alerts go to `new_chat_id` from now on.
+
+        Chats that were themselves upgraded earlier and pointed at `chat_id` follow it too.
+        """
+        with self._engine.begin() as connection:
+            statement = _insert(connection, chat_states).values(
+                chat_id=chat_id, migrated_to=new_chat_id, updated_at=at
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[chat_states.c.chat_id],
+                    set_={"migrated_to": new_chat_id, "updated_at": at},
+                )
+            )
+            connection.execute(
+                update(chat_states)
+                .where(chat_states.c.migrated_to == chat_id)
+                .values(migrated_to=new_chat_id, updated_at=at)
+            )
+
+    def set_chat_disabled(self, chat_id: int, reason: str | None, at: datetime) -> None:
+        """Stop (reason given) or resume (None) alerts to a chat."""
+        with self._engine.begin() as connection:
+            statement = _insert(connection, chat_states).values(
+                chat_id=chat_id, disabled_reason=reason, updated_at=at
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[chat_states.c.chat_id],
+                    set_={"disabled_reason": reason, "updated_at": at},
+                )
+            )
+
+    # Stories and backtests (feeds.stories, bot.story_store)
+
+    def also_reported_by(self, article_id: int) -> list[StoryMate]:
+        """The other articles of an article's story (copies run by other outlets, re-publications),
+        earliest first; empty when the article is the only one of its story."""
+        with self._engine.begin() as connection:
+            return also_reported_by(connection, article_id)
+
+    def articles_since(self, since: datetime) -> list[StoredArticle]:
+        """Stored articles fetched at or after `since`, oldest first (for backtests)."""
+        query = select(articles).where(articles.c.fetched_at >= since).order_by(articles.c.id)
+        with self._engine.begin() as connection:
+            return [_stored_article(row._mapping) for row in connection.execute(query)]
+
+    def matched_article_ids(self, watchlist: str, since: datetime) -> set[int]:
+        """Ids of articles fetched at or after `since` that are recorded as matching `watchlist`."""
+        query = (
+            select(matches.c.article_id)
+            .join_from(matches, articles, matches.c.article_id == articles.c.id)
+            .where(matches.c.watchlist == watchlist, articles.c.fetched_at >= since)
+        )
+        with self._engine.begin() as connection:
+            return set(connection.scalars(query))
+
     # Feeds
 
     def feed_items(self, watchlist: str | None, limit: int) -> list[FeedItem]:
@@ -402,9 +717,111 @@ class Store:
                 return _all_feed_items(connection, limit)
             return _watchlist_feed_items(connection, watchlist, limit)
 
+    def feed_history(self, watchlist: str | None) -> list[FeedItem]:
+        """Every item of a watchlist's feed (or of `all`), oldest first: the order they entered
+        the feed (first match, then article id), which the feed's archive pages are cut from."""
+        with self._engine.begin() as connection:
+            return _feed_history(connection, watchlist)
+
+    def source_history(self, source: str) -> list[FeedItem]:
+        """Every article of a source, matched or not, oldest first (by when it was stored), for
+        the source's full-text feed; without watchlists, terms or snippet."""
+        query = (
+            select(articles)
+            .where(articles.c.source == source)
+            .order_by(articles.c.fetched_at, articles.c.id)
+        )
+        with self._engine.begin() as connection:
+            rows = connection.execute(query).all()
+        return [
+            FeedItem(
+                article=(article := _stored_article(row._mapping)),
+                watchlists=(),
+                terms=(),
+                snippet="",
+                matched_at=article.fetched_at,
+            )
+            for row in rows
+        ]
+
+
+def _source_state(row: RowMapping, url: str) -> SourceState:
+    """A stored source row as the state of the source now configured at `url`.
+
+    When the configured URL changed since the row was stored, what belonged to the old URL is
+    dropped: its validators (an ETag of the old URL could earn a wrong 304), the redirect target
+    and a 410's disabling (the user pointed the source somewhere new).
+    """
+    same_url = row["url"] == url
+    return SourceState(
+        name=row["name"],
+        url=url,
+        validators=ConditionalHeaders(row["etag"], row["last_modified"])
+        if same_url
+        else ConditionalHeaders(),
+        last_polled_at=row["last_polled_at"],
+        last_success_at=row["last_success_at"],
+        last_error=row["last_error"],
+        failure_streak=row["failure_streak"],
+        fetch_url=row["fetch_url"] if same_url else None,
+        next_poll_at=row["next_poll_at"] if same_url else None,
+        disabled_reason=row["disabled_reason"] if same_url else None,
+        last_error_kind=row["last_error_kind"],
+        polls=row["polls"],
+        not_modified_polls=row["not_modified_polls"],
+    )
+
+
+def _aware(value: Any) -> datetime | None:
+    """An instant read through an aggregate (no column type applied): aware UTC, or None.
+
+    SQLite hands aggregates back as text, other drivers as datetimes.
+    """
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _identity_values(identity: ArticleIdentity) -> dict[str, Any]:
+    return {
+        "url_key": identity.url_key,
+        "fingerprint": identity.fingerprint,
+        "page_etag": identity.page_validators.etag,
+        "page_last_modified": identity.page_validators.last_modified,
+    }
+
+
+def _insert_matches(
+    connection: Connection,
+    article_id: int,
+    found: Sequence[Match],
+    routes: Mapping[str, Sequence[int]],
+    at: datetime,
+    story: int | None = None,
+) -> tuple[int, int]:
+    """Record the matches not recorded yet and queue their alerts: (new matches, new alerts).
+
+    With a `story`, a chat that already had an alert for an article of it gets none."""
+    new_matches = new_alerts = 0
+    for match in found:
+        if not _insert_match(connection, article_id, match, at):
+            continue
+        new_matches += 1
+        for chat_id in routes.get(match.watchlist, ()):
+            if story is not None and story_alerted(connection, story, chat_id):
+                continue
+            new_alerts += _insert_alert(connection, chat_id, article_id, match, at)
+    return new_matches, new_alerts
+
 
 def _insert_article(
-    connection: Connection, source: str, guid: str, article: Article, fetched_at: datetime
+    connection: Connection,
+    source: str,
+    guid: str,
+    article: Article,
+    fetched_at: datetime,
+    identity: ArticleIdentity = ArticleIdentity(),
 ) -> StoredArticle | None:
     """The row comes back through RETURNING, so the result is exactly what later reads give
     (instants normalised to UTC)."""
@@ -419,6 +836,7 @@ def _insert_article(
         published=article.published,
         fetched_at=fetched_at,
         updated_at=fetched_at,
+        **_identity_values(identity),
     )
     statement = statement.on_conflict_do_nothing(
         index_elements=[articles.c.source, articles.c.guid]
@@ -595,7 +1013,7 @@ def _all_feed_items(connection: Connection, limit: int) -> list[FeedItem]:
     return [_merged_feed_item(_stored_article(row._mapping), by_article[row.id]) for row in page]
 
 
-def _merged_feed_item(article: StoredArticle, rows: list[RowMapping]) -> FeedItem:
+def _merged_feed_item(article: StoredArticle, rows: Sequence[Mapping[Any, Any]]) -> FeedItem:
     """One feed item for all matches of an article, which `rows` holds earliest first."""
     terms = dict.fromkeys(term for row in rows for term in row["terms"])
     return FeedItem(
@@ -605,6 +1023,33 @@ def _merged_feed_item(article: StoredArticle, rows: list[RowMapping]) -> FeedIte
         snippet=rows[0]["snippet"],
         matched_at=rows[0]["matched_at"],
     )
+
+
+def _feed_history(connection: Connection, watchlist: str | None) -> list[FeedItem]:
+    """One pass over the matches joined to their articles, grouped per article in Python (no IN
+    list, so any length of history is fine); the first row of an article is its first match."""
+    query = (
+        select(matches, articles)
+        .join_from(matches, articles, matches.c.article_id == articles.c.id)
+        .order_by(matches.c.matched_at, articles.c.id, matches.c.watchlist)
+    )
+    if watchlist is not None:
+        query = query.where(matches.c.watchlist == watchlist)
+    grouped: dict[int, tuple[StoredArticle, list[dict[str, Any]]]] = {}
+    for row in connection.execute(query):
+        mapping = row._mapping
+        article_id = mapping[articles.c.id]
+        if article_id not in grouped:
+            grouped[article_id] = (_stored_article(mapping), [])
+        grouped[article_id][1].append(
+            {
+                "watchlist": mapping[matches.c.watchlist],
+                "terms": mapping[matches.c.terms],
+                "snippet": mapping[matches.c.snippet],
+                "matched_at": mapping[matches.c.matched_at],
+            }
+        )
+    return [_merged_feed_item(article, rows) for article, rows in grouped.values()]
 
 
 def _stored_article(row: RowMapping) -> StoredArticle:
@@ -634,4 +1079,5 @@ def _pending_alert(row: RowMapping) -> PendingAlert:
         snippet=row[outbox.c.snippet],
         article=_stored_article(row),
         attempts=row[outbox.c.attempts],
+        next_attempt_at=row[outbox.c.next_attempt_at],
     )

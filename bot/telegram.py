@@ -1,8 +1,11 @@
 """Alerts out: turn a pending alert into Telegram HTML, and deliver it through the Bot API.
 
-Failures are sorted once, here, into ``DeliveryError`` with two facts the outbox needs and nothing
-else: is it ``permanent`` (retrying the same message to the same chat cannot help), and how long
-Telegram asked us to wait (``retry_after``). Callers never see python-telegram-bot's exceptions.
+Failures are sorted once, here, into ``DeliveryError`` with the facts the outbox needs and nothing
+else: is it ``permanent`` (retrying the same message to the same chat cannot help), how long
+Telegram asked us to wait (``retry_after``), whether Telegram may have received the message
+although we got no answer (``uncertain``), whether the chat itself refuses us (``chat_refused``)
+and whether the group moved to a new id (``migrate_to``). Callers never see python-telegram-bot's
+exceptions.
 
 The bot token is part of every Bot API URL, so anything that could echo a URL (PTB error messages,
 httpx's request log) is scrubbed of it before it leaves this module.
@@ -16,8 +19,11 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
 
+import httpx
 import telegram
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -85,12 +91,20 @@ def _clip(text: str, limit: int) -> str:
     return clipped.rstrip() + _ELLIPSIS
 
 
-def format_time(moment: dt.datetime) -> str:
-    """Format as e.g. "7 Feb 2022 18:15 UTC", locale-independent; naive datetimes are UTC."""
+def format_time(moment: dt.datetime, timezone: str = "UTC") -> str:
+    """Format as e.g. "7 Feb 2022 18:15 UTC" or "7 Feb 2022 20:15 EET" in the reader's zone.
+
+    Locale-independent; naive datetimes are UTC. The zone's abbreviation is shown when it has a
+    real one, else its name (abbreviations like "+03" say less than "Europe/Istanbul").
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    moment = moment.astimezone(dt.UTC)
-    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M} UTC"
+    zone = dt.UTC if timezone == "UTC" else ZoneInfo(timezone)
+    moment = moment.astimezone(zone)
+    label = moment.tzname() or timezone
+    if not label.isalpha():
+        label = timezone
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M} {label}"
 
 
 def _fold_char(char: str) -> str:
@@ -130,31 +144,43 @@ def _is_linkable(url: str) -> bool:
     return url.lower().startswith(("http://", "https://")) and not any(c.isspace() for c in url)
 
 
-def format_alert(alert: PendingAlert, watchlist_title: str, source_title: str | None = None) -> str:
+def format_alert(
+    alert: PendingAlert,
+    watchlist_title: str,
+    source_title: str | None = None,
+    *,
+    timezone: str = "UTC",
+    also_reported_by: Sequence[str] = (),
+) -> str:
     """Render an alert as Telegram HTML whose visible text fits in one message (4096 units).
 
-    Layout: bold linked headline; outlet and published time; the watchlist and matched terms;
-    a blank line; the snippet with the matched terms in bold. Every article- or user-supplied
-    string is escaped. Only the snippet is shortened to fit (headline, labels and term list are
-    bounded first so that the snippet always gets room); it is cut as plain text before escaping
-    and highlighting, so a cut can never land inside a tag or an entity.
+    Layout: bold linked headline; outlet and published time (in the chat's ``timezone``); the
+    watchlist and matched terms; "Also reported by" when other outlets carry the story (that list
+    comes from the near-duplicate detection, not from here); a blank line; the snippet with the
+    matched terms in bold. Every article- or user-supplied string is escaped. Only the snippet is
+    shortened to fit (headline, labels and lists are bounded first so that the snippet always gets
+    room); it is cut as plain text before escaping and highlighting, so a cut can never land
+    inside a tag or an entity.
     """
     article = alert.article
     title = _clip(_one_line(article.title) or article.url or "(untitled)", _MAX_TITLE)
     outlet = _clip(_one_line(source_title or article.source), _MAX_LABEL)
     watchlist = _clip(_one_line(watchlist_title) or alert.watchlist, _MAX_LABEL)
     terms = _clip(_one_line(", ".join(alert.terms)), _MAX_TERMS_TEXT)
+    others = _clip(_one_line(", ".join(o for o in also_reported_by if o.strip())), _MAX_TERMS_TEXT)
 
     if _is_linkable(article.url):
         headline = f'<b><a href="{_escape_attribute(article.url)}">{_escape(title)}</a></b>'
     else:
         headline = f"<b>{_escape(title)}</b>"
-    published = format_time(article.published) if article.published is not None else ""
+    published = format_time(article.published, timezone) if article.published is not None else ""
     meta = " · ".join(part for part in (outlet, published) if part)
     watch_line = f"Watchlist: {watchlist}" + (f" · matched: {terms}" if terms else "")
 
     # Visible text is the plain lines; the HTML lines are the same text escaped (plus tags).
     plain_lines = [title, meta, watch_line] if meta else [title, watch_line]
+    if others:
+        plain_lines.append(f"Also reported by: {others}")
     html_lines = [headline] + [_escape(line) for line in plain_lines[1:]]
     snippet = alert.snippet.strip()
     if not snippet:
@@ -172,18 +198,49 @@ def html_to_plain(html_text: str) -> str:
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered.
+    """A message could not be delivered, or we cannot tell whether it was.
 
     ``permanent``: retrying this message to this chat will not help (bot blocked, chat not found,
     message rejected). ``retry_after``: seconds Telegram asked us to wait (flood control), or
-    None.
+    None. ``uncertain``: the request may have reached Telegram (the answer timed out or the
+    connection broke after sending), so sending again could deliver it twice. ``chat_refused``:
+    the chat itself refuses the bot (blocked, kicked): no message to it can succeed.
+    ``migrate_to``: the group became a supergroup with this id; send there instead.
     The message never contains the bot token.
     """
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+        chat_refused: bool = False,
+        migrate_to: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.uncertain = uncertain
+        self.chat_refused = chat_refused
+        self.migrate_to = migrate_to
+
+
+LinkPreview = Literal["off", "above", "below"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """How one message is posted, beyond its chat and text (per route, see ChatRoute)."""
+
+    thread_id: int | None = None
+    """Forum topic to post into."""
+    link_preview: LinkPreview = "off"
+    preview_url: str | None = None
+    """The link to preview (the article), when ``link_preview`` is not "off"."""
+    button_url: str | None = None
+    """Adds an "Open article" button under the message."""
 
 
 class Sender(Protocol):
@@ -193,7 +250,7 @@ class Sender(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat_id: int, html_text: str) -> int:
+    async def send(self, chat_id: int, html_text: str, options: SendOptions | None = None) -> int:
         """Deliver the message; return its message id. Raises DeliveryError."""
         ...
 
@@ -207,7 +264,7 @@ class LoggingSender:
     async def stop(self) -> None:
         """Nothing to release."""
 
-    async def send(self, chat_id: int, html_text: str) -> int:
+    async def send(self, chat_id: int, html_text: str, options: SendOptions | None = None) -> int:
         """Log the alert at INFO on "wirewatch.alerts"; there is no message id, so return 0."""
         alert_log.info("alert for chat %s:\n%s", chat_id, html_text)
         return 0
@@ -269,12 +326,45 @@ class _TokenRedactor(logging.Filter):
 _redactor = _TokenRedactor()
 
 
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
+             httpx.WriteTimeout, httpx.UnsupportedProtocol, httpx.LocalProtocolError)  # fmt: skip
+"""httpx failures that happen before a whole request has left us: Telegram cannot have acted on
+it, so sending again is safe. Any other network failure (read timeout, connection closed before
+the answer) may come after Telegram accepted the message."""
+
+
+def _may_have_arrived(error: NetworkError) -> bool:
+    """Whether Telegram may have received and acted on the request that failed with ``error``.
+
+    PTB wraps httpx's exception (``raise ... from err``), so the cause tells which stage failed.
+    A 5xx answer is a NetworkError without an httpx cause: Telegram answered, and an error answer
+    means the message was not accepted.
+    """
+    cause = error.__cause__
+    if not isinstance(cause, httpx.HTTPError):
+        return False
+    return not isinstance(cause, _NOT_SENT)
+
+
+def _preview_options(options: SendOptions) -> telegram.LinkPreviewOptions:
+    if options.link_preview == "off" or not options.preview_url:
+        return telegram.LinkPreviewOptions(is_disabled=True)
+    return telegram.LinkPreviewOptions(
+        url=options.preview_url, show_above_text=options.link_preview == "above"
+    )
+
+
 def _retry_seconds(error: RetryAfter) -> float:
     """Seconds to wait, whether PTB gives an int (default) or a timedelta (PTB_TIMEDELTA=1)."""
     value = error.retry_after
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     return float(value)
+
+
+CONNECTIONS = 16
+"""HTTP connections to the Bot API: enough to keep 30 messages a second flowing when each
+request takes a few hundred milliseconds."""
 
 
 class TelegramSender:
@@ -297,7 +387,7 @@ class TelegramSender:
 
         def request() -> HTTPXRequest:
             return HTTPXRequest(
-                connection_pool_size=8,
+                connection_pool_size=CONNECTIONS,
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 write_timeout=timeout,
@@ -336,7 +426,7 @@ class TelegramSender:
         self._started = False
         await self._bot.shutdown()
 
-    async def send(self, chat_id: int, html_text: str) -> int:
+    async def send(self, chat_id: int, html_text: str, options: SendOptions | None = None) -> int:
         """Send an HTML message; return Telegram's message_id. Raises DeliveryError.
 
         If Telegram cannot parse the HTML, the same message is sent once more as plain text (tags
@@ -347,10 +437,20 @@ class TelegramSender:
         """
         if not self._started:
             await self.start()  # Telegram was unreachable at start-up: try again now
-        no_preview = telegram.LinkPreviewOptions(is_disabled=True)
+        options = options or SendOptions()
+        preview = _preview_options(options)
+        markup = None
+        if options.button_url and _is_linkable(options.button_url):
+            button = telegram.InlineKeyboardButton("Open article", url=options.button_url)
+            markup = telegram.InlineKeyboardMarkup([[button]])
         try:
             message = await self._bot.send_message(
-                chat_id, html_text, parse_mode=ParseMode.HTML, link_preview_options=no_preview
+                chat_id,
+                html_text,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=preview,
+                message_thread_id=options.thread_id,
+                reply_markup=markup,
             )
         except TelegramError as error:
             failure = self._sort(error)
@@ -368,7 +468,11 @@ class TelegramSender:
         )
         try:
             message = await self._bot.send_message(
-                chat_id, html_to_plain(html_text), link_preview_options=no_preview
+                chat_id,
+                html_to_plain(html_text),
+                link_preview_options=preview,
+                message_thread_id=options.thread_id,
+                reply_markup=markup,
             )
         except TelegramError as error:
             failure = self._sort(error)
@@ -392,16 +496,22 @@ class TelegramSender:
                 retry_after=seconds,
             )
         if isinstance(error, ChatMigrated):
-            return DeliveryError(f"chat migrated to supergroup {error.new_chat_id}", permanent=True)
+            return DeliveryError(
+                f"chat migrated to supergroup {error.new_chat_id}",
+                permanent=False,
+                migrate_to=int(error.new_chat_id),
+            )
         if isinstance(error, InvalidToken):
             # The token, not this alert, is at fault: keep the alert queued for when it is fixed.
             return DeliveryError(f"{name}: {text}", permanent=False)
         if isinstance(error, Forbidden):
-            return DeliveryError(f"{name}: {text}", permanent=True)
+            return DeliveryError(f"{name}: {text}", permanent=True, chat_refused=True)
         if isinstance(error, BadRequest):
             # Every other 400 (chat not found, message too long, bad parameters) is about this
             # message or chat, and sending the same request again will fail the same way.
             return DeliveryError(f"{name}: {text}", permanent=True)
-        if isinstance(error, NetworkError):  # includes TimedOut
-            return DeliveryError(f"{name}: {text}", permanent=False)
+        if isinstance(error, NetworkError):  # includes TimedOut and 5xx answers
+            return DeliveryError(
+                f"{name}: {text}", permanent=False, uncertain=_may_have_arrived(error)
+            )
         return DeliveryError(f"{name}: {text}", permanent=False)

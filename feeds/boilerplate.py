@@ -141,6 +141,34 @@ RULES: tuple[Rule, ...] = (
         160,
     ),
     _rule("advertisement", r"^(advertisement|sponsored( content)?|skip advert|ad)$", 40),
+    # Newsletter sign-up boxes, whatever words surround the prompt.
+    _rule("newsletter prompt", r"\bsubscribe to\b[^,.;:!?]{0,60}\bnewsletters?\b", 250),
+    _rule("newsletter prompt", r"^[^.!?]{0,40}\bnewsletters?$", 50),
+    _rule("newsletter prompt", r"\b(keep an eye on|check) your inbox\b", 160),
+    _rule("newsletter prompt", r"\berror processing your (subscription|request|sign-?up)\b", 160),
+    _rule("registration message", r"^thanks for (registering|signing up|subscribing)\b", 80),
+    # Reader prompts and contact lines after the story.
+    _rule("reader prompt", r"^tell us what you think\b", 60),
+    _rule(
+        "reader prompt",
+        r"\b(we'd|we’d|we would) (like|love) to hear (what you think|from you)\b",
+        400,
+    ),
+    _rule("reader prompt", r"^(have a|got a|send us a) (news )?tip\b", 300),
+    _rule("reader prompt", r"\b(may|can) be reached (at|by|on)\b", 250),
+    _rule(
+        "follow prompt",
+        r"^follow\b.{0,80}\bon (facebook|twitter|instagram|linkedin|youtube|tiktok)\b",
+        200,
+    ),
+    _rule("promotion", r"\bclick here (for|to)\b", 200),
+    # Credit lines of wire copy ("(Reporting by A; editing by B)", "C contributed reporting").
+    _rule("reporting credit", r"^\(?(additional )?(reporting|writing) by\b.*\bediting by\b", 300),
+    _rule("reporting credit", r"\bcontributed (reporting|to this report)\b", 200),
+    # Page furniture with no words of the story: taxonomy, reading time, expanders.
+    _rule("taxonomy", r"^(filed under|posted in|categories|tags)\s*:", 200),
+    _rule("reading time", r"^(\d+\s*min(ute)?s?\s*read|reading time\b)", 40),
+    _rule("expander", r"^(more|less|show more|show less|read less|see more|see less)$", 12),
 )
 
 
@@ -188,14 +216,14 @@ def judge_blocks(
     if author:
         repeats.add(fold_for_comparison(f"by {author}"))
     repeats.discard("")
+    folded = [fold_for_comparison(block) for block in blocks]
     reasons: list[str | None] = []
-    for block in blocks:
+    for block, key in zip(blocks, folded, strict=True):
         reason = boilerplate_reason(block)
-        if reason is None and fold_for_comparison(block) in repeats:
+        if reason is None and key in repeats:
             reason = "repeats the headline or byline"
         reasons.append(reason)
 
-    folded = [fold_for_comparison(block) for block in blocks]
     for index, reason in enumerate(reasons):
         if reason is not None or len(folded[index]) > 200:
             continue

@@ -29,6 +29,7 @@ def article_from_entry(entry: Entry) -> Article:
         html=html,
         author=entry.author,
         published=entry.published,
+        updated=entry.updated,
     )
 
 
@@ -59,4 +60,6 @@ def merge_page_and_feed(from_page: Article, from_feed: Article) -> Article:
         published=from_page.published or from_feed.published,
         standfirst=from_page.standfirst or from_feed.standfirst,
         language=from_page.language or from_feed.language,
+        updated=from_page.updated or from_feed.updated,
+        image=from_page.image or from_feed.image,
     )

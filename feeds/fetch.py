@@ -22,8 +22,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
+from feeds.cadence import freshness_lifetime
 from feeds.errors import FetchError, FetchErrorKind
 from feeds.models import ConditionalHeaders, FetchResult, NotModified
+from feeds.politeness import HostGate
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -109,14 +111,31 @@ async def fetch(
     *,
     limits: FetchLimits = FetchLimits(),
     accept: str = FEED_ACCEPT,
+    gate: HostGate | None = None,
 ) -> FetchResult | NotModified:
     """GET `url`, conditionally when `validators` are given.
 
     Returns the 2xx response read whole (within `limits.max_bytes`), or NotModified on 304.
     Raises FetchError and nothing else. `limits.max_redirects` and the connect/read timeouts are
     applied per request here too, so a client not built by `make_client` is still bounded.
+
+    With a `gate`, the request waits for its host's turn first; the wait is not counted in
+    `limits.total_timeout`, which bounds only the time the server takes.
     """
     _check_url(url)
+    if gate is None:
+        return await _fetch(client, url, validators, limits, accept)
+    async with gate.slot(url):
+        return await _fetch(client, url, validators, limits, accept)
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    validators: ConditionalHeaders | None,
+    limits: FetchLimits,
+    accept: str,
+) -> FetchResult | NotModified:
     headers = {"Accept": accept}
     if validators is not None:
         if validators.etag:
@@ -126,9 +145,9 @@ async def fetch(
     try:
         async with asyncio.timeout(limits.total_timeout):
             request = client.build_request("GET", url, headers=headers, timeout=_timeout(limits))
-            response = await _send(client, request, limits.max_redirects)
+            response, permanent = await _send(client, request, limits.max_redirects)
             try:
-                return await _read(response, url, validators, limits.max_bytes)
+                return await _read(response, url, permanent, validators, limits.max_bytes)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -154,16 +173,24 @@ async def fetch(
 
 async def _send(
     client: httpx.AsyncClient, request: httpx.Request, max_redirects: int
-) -> httpx.Response:
-    """Send following at most `max_redirects` redirects, whatever the client was built with."""
+) -> tuple[httpx.Response, str | None]:
+    """Send following at most `max_redirects` redirects, whatever the client was built with.
+
+    Also returns where the redirects led if every one of them was permanent (301/308), else None:
+    a temporary hop anywhere in the chain means the publisher may move back.
+    """
+    permanent: str | None = None
+    all_permanent = True
     for _ in range(max_redirects + 1):
         response = await client.send(request, stream=True, follow_redirects=False)
         if not response.has_redirect_location:
-            return response
+            return response, permanent if all_permanent else None
         await response.aclose()
         next_request = response.next_request
         if next_request is None:  # pragma: no cover - has_redirect_location implies one
-            return response
+            return response, None
+        all_permanent = all_permanent and response.status_code in (301, 308)
+        permanent = str(next_request.url)
         request = next_request
     raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
 
@@ -171,12 +198,16 @@ async def _send(
 async def _read(
     response: httpx.Response,
     requested_url: str,
+    permanent_url: str | None,
     validators: ConditionalHeaders | None,
     max_bytes: int,
 ) -> FetchResult | NotModified:
     final_url = str(response.url)
     fetched_at = datetime.now(UTC)
     received = _validators(response)
+    lifetime = freshness_lifetime(
+        response.headers.get("Cache-Control"), response.headers.get("Expires"), fetched_at
+    )
     if response.status_code == 304:
         # Servers often omit validators on a 304; the ones we sent are still current then.
         sent = validators or ConditionalHeaders()
@@ -187,6 +218,8 @@ async def _read(
                 last_modified=received.last_modified or sent.last_modified,
             ),
             fetched_at=fetched_at,
+            permanent_url=permanent_url,
+            lifetime=lifetime,
         )
     if not 200 <= response.status_code < 300:
         raise FetchError(
@@ -216,6 +249,8 @@ async def _read(
         content_type=response.headers.get("Content-Type"),
         validators=received,
         fetched_at=fetched_at,
+        permanent_url=permanent_url,
+        lifetime=lifetime,
     )
 
 

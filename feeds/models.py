@@ -11,7 +11,7 @@ database or Telegram.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,11 @@ class FetchResult:
     validators: ConditionalHeaders
     """ETag and Last-Modified of this response, to send on the next poll."""
     fetched_at: datetime
+    permanent_url: str | None = None
+    """Where permanent redirects (301/308, and only those) from the requested URL led: the URL to
+    ask for from now on. None when there was no redirect or one of them was temporary."""
+    lifetime: timedelta | None = None
+    """How long the server says the response stays fresh (Cache-Control max-age or Expires)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,10 @@ class NotModified:
     url: str
     validators: ConditionalHeaders
     fetched_at: datetime
+    permanent_url: str | None = None
+    """As for FetchResult: where permanent redirects led, else None."""
+    lifetime: timedelta | None = None
+    """As for FetchResult: how long the server says the resource stays fresh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,10 @@ class Article:
     language: str | None = None
     empty_reason: str | None = None
     """Why the body is empty (not HTML, nothing article-like found...), else None."""
+    updated: datetime | None = None
+    """When the page says the article was last modified (timezone-aware), if it says so."""
+    image: str | None = None
+    """The lead image's absolute URL (og:image, twitter:image or the JSON-LD image), if any."""
 
     @property
     def text(self) -> str:
@@ -104,6 +117,14 @@ class Watchlist:
     """None of these may occur."""
     sources: tuple[str, ...] = ()
     """Only articles from these sources (by name) are considered; empty means every source."""
+    query: str = ""
+    """A rule in the watch language (see feeds.query), ANDed with the term lists."""
+    languages: tuple[str, ...] = ()
+    """Only articles in these languages (primary subtags: "en", "uk"); unknown language passes."""
+    min_mentions: int = 0
+    """Mentions of its terms the standfirst and body must hold, unless the title has one."""
+    allow_regex: bool = False
+    """Whether the query may use /regex/ terms (RE2, bounded cost)."""
 
 
 @dataclass(frozen=True, slots=True)

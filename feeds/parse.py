@@ -24,17 +24,22 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+from lxml import etree
 
+from feeds.cadence import FeedHints
 from feeds.errors import ParseError
 from feeds.models import Entry, FetchResult
 from feeds.text import clean_text, html_to_text
 
-__all__ = ["parse_feed"]
+__all__ = ["parse_feed", "parse_hints"]
+
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/\d+(\.\d+)?/?$")
 _JSON_TYPES = ("application/feed+json", "application/json")
@@ -71,9 +76,7 @@ def _is_json(result: FetchResult) -> bool:
 def _parse_with_feedparser(result: FetchResult, source: str) -> list[Entry]:
     # Handing feedparser the headers lets it pick the charset the way RFC 3023 says, and
     # content-location makes relative links resolve against where we actually ended up.
-    headers = {"content-location": result.url}
-    if result.content_type:
-        headers["content-type"] = result.content_type
+    headers = {"content-location": result.url, "content-type": _xml_content_type(result)}
     # A stream, never bytes or str: feedparser treats those as a filename or URL to open.
     parsed = feedparser.parse(io.BytesIO(result.content), response_headers=headers)
     # No version means feedparser found no feed root element (an HTML page, an error page,
@@ -88,6 +91,16 @@ def _parse_with_feedparser(result: FetchResult, source: str) -> list[Entry]:
         if entry is not None:
             entries.append(entry)
     return entries
+
+
+def _xml_content_type(result: FetchResult) -> str:
+    """The Content-Type to hand feedparser. A byte order mark outranks any label (as in the
+    WHATWG and XML encoding rules), and with no label at all feedparser would assume Latin-1
+    (HTTP's old default): in both cases `application/xml` lets the BOM and the XML declaration
+    decide."""
+    if not result.content_type or result.content.startswith(_BOMS):
+        return "application/xml"
+    return result.content_type
 
 
 def _entry_from_feedparser(item: Any, base_url: str, source: str, *, is_rss: bool) -> Entry | None:
@@ -275,3 +288,41 @@ def _hash_guid(title: str, when: datetime | None) -> str:
     """A guid for items that carry neither id nor link: the same item hashes the same each poll."""
     key = f"{title}\n{when.isoformat() if when else ''}"
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+# -- scheduling hints -----------------------------------------------------------------------------
+
+
+def parse_hints(result: FetchResult) -> FeedHints:
+    """An RSS channel's `<ttl>` (minutes), `<skipHours>` and `<skipDays>`; empty hints for any other
+    format or when the document cannot be read (hints are optional, never a reason to fail).
+
+    feedparser reads `ttl` but drops the skip lists, so the channel is read again here with lxml,
+    recovering from broken markup the same way and never resolving entities or the network.
+    """
+    if _is_json(result):
+        return FeedHints()
+    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
+    try:
+        root = etree.fromstring(result.content, parser=parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return FeedHints()
+    if root is None:
+        return FeedHints()
+    ttl: int | None = None
+    hours: set[int] = set()
+    days: set[int] = set()
+    for element in root.iter("{*}ttl", "{*}hour", "{*}day"):
+        name = etree.QName(element).localname
+        text = (element.text or "").strip()
+        if name == "ttl" and text.isdigit() and ttl is None:
+            ttl = int(text)
+        elif name == "hour" and text.isdigit() and int(text) <= 24:
+            hours.add(int(text) % 24)  # some feeds count 1-24 instead of 0-23
+        elif name == "day" and text.lower() in _DAYS:
+            days.add(_DAYS.index(text.lower()))
+    return FeedHints(
+        ttl=timedelta(minutes=ttl) if ttl else None,
+        skip_hours=frozenset(hours),
+        skip_days=frozenset(days),
+    )

@@ -120,6 +120,126 @@ def separate_blocks(root: Any) -> None:
         # handled by the child's own visit, so nothing more is needed here.
 
 
+# Containers whose loose text, split by blank lines (<br><br>), is really a run of paragraphs.
+_LINE_BREAK_CONTAINERS: frozenset[str] = frozenset(
+    {
+        "div",
+        "td",
+        "section",
+        "article",
+        "main",
+        "body",
+        "blockquote",
+        "dd",
+        "center",
+        "font",
+        "span",
+    }
+)
+
+
+def paragraphs_from_line_breaks(root: Any) -> None:
+    """Turn text split by blank lines (`<br><br>`) in a container into `<p>` elements, in place.
+
+    Many pages (older CMSs, forums, some big sites) write a whole article as loose text in one
+    `<div>`, paragraphs separated by two line breaks. Content engines handle that badly: the text
+    before a link or emphasis in such a run is lost, and the text after it glued to it ("Pro was"
+    becomes "Prowas"). With each run wrapped in its own `<p>`, the page has the structure its
+    author meant. A single `<br>` stays inside its paragraph (a line break in an address, a poem);
+    block children stay where they are, between the new paragraphs.
+    """
+    parents = {br.getparent() for br in root.iter("br")}
+    for element in parents:
+        if element is None or not isinstance(element.tag, str):
+            continue
+        if element.tag.lower() in _LINE_BREAK_CONTAINERS and _has_blank_line(element):
+            _wrap_runs(element)
+
+
+def _is_br(node: Any) -> bool:
+    return isinstance(node.tag, str) and node.tag.lower() == "br"
+
+
+def _has_blank_line(element: Any) -> bool:
+    """Whether two `<br>` children follow each other with only whitespace between them."""
+    previous_was_br = False
+    for child in element:
+        if _is_br(child):
+            if previous_was_br:
+                return True
+            previous_was_br = not (child.tail and child.tail.strip())
+        else:
+            previous_was_br = False
+    return False
+
+
+def _wrap_runs(element: Any) -> None:
+    # The content as a flat list: ("text", str) or ("node", element); tails become text items.
+    pieces: list[tuple[str, Any]] = []
+    if element.text:
+        pieces.append(("text", element.text))
+    children = list(element)
+    for child in children:
+        tail, child.tail = child.tail, None
+        pieces.append(("node", child))
+        if tail:
+            pieces.append(("text", tail))
+        element.remove(child)
+    element.text = None
+
+    run: list[tuple[str, Any]] = []
+
+    def flush() -> None:
+        has_text = any(
+            (kind == "text" and value.strip())
+            or (kind == "node" and not _is_br(value) and "".join(value.itertext()).strip())
+            for kind, value in run
+        )
+        if has_text:
+            paragraph = element.makeelement("p", {})
+            last: Any = None
+            for kind, value in run:
+                if kind == "node":
+                    paragraph.append(value)
+                    last = value
+                elif last is None:
+                    paragraph.text = (paragraph.text or "") + value
+                else:
+                    last.tail = (last.tail or "") + value
+            element.append(paragraph)
+        else:  # nothing to read (an image in a link, stray breaks): kept, unwrapped
+            for kind, value in run:
+                if kind == "node" and not _is_br(value):
+                    element.append(value)
+        run.clear()
+
+    index = 0
+    while index < len(pieces):
+        kind, value = pieces[index]
+        if kind == "node" and _is_br(value):
+            following = index + 1
+            while following < len(pieces) and pieces[following][0] == "text":
+                if pieces[following][1].strip():
+                    break
+                following += 1
+            if (
+                following < len(pieces)
+                and pieces[following][0] == "node"
+                and _is_br(pieces[following][1])
+            ):  # a blank line: the paragraph ends
+                flush()
+                index = following + 1
+                continue
+            run.append((kind, value))
+        elif kind == "node" and value.tag.lower() in BLOCK_TAGS:
+            flush()
+            element.append(value)
+        else:
+            run.append((kind, value))
+        index += 1
+    flush()
+
+
 def block_text(element: Any) -> str:
     """The display text of an lxml element, with block boundaries kept as spaces.
 

@@ -57,7 +57,9 @@ def write_config(
         f"server: {{host: 127.0.0.1, port: {port}, public_url: 'http://127.0.0.1:{port}'}}",
         f"output_dir: {tmp_path / 'feeds'}",
         f"telegram: {{token: '{token}', api_url: '{api_url}'}}",
-        "fetch: {timeout: 10s}",
+        # One loopback host serves every feed and page: no per-host spacing, or each run waits
+        # a second per request (the spacing itself is tested in tests/feeds/test_politeness.py).
+        "fetch: {timeout: 10s, host_delay: 0s}",
         "sources:",
         *(f"  - {{name: {n}, title: {t}, url: '{u}', every: 1m}}" for n, t, u in sources),
         "watchlists:",

@@ -222,3 +222,24 @@ def test_base_url_needs_a_started_site() -> None:
     with site:
         assert site.base_url.startswith("http://127.0.0.1:")
         assert site.url("feed.xml") == site.base_url + "/feed.xml"
+
+
+def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> None:
+    site.route("/slow", lambda req: Response(200, {}, b"x", delay=0.3))
+    first = request(site, "/feeds/world.xml")
+    etag = first[1]["etag"]
+    request(site, "/feeds/world.xml", {"If-None-Match": etag})
+    request(site, "/missing")
+    threads = [threading.Thread(target=request, args=(site, "/slow")) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert site.status_counts == {200: 4, 304: 1, 404: 1}
+    assert site.path_counts == {"/feeds/world.xml": 2, "/missing": 1, "/slow": 3}
+    assert site.peak_in_flight == 3
+    site.keep_request_log(False)
+    request(site, "/missing")
+    assert len(site.requests) == 6 and site.path_counts["/missing"] == 2
+    site.clear_requests()
+    assert (site.status_counts, site.path_counts, site.peak_in_flight) == ({}, {}, 0)

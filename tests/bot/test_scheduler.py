@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 from bot.ingest import SourceJob
@@ -101,3 +101,48 @@ async def test_a_failing_job_does_not_stop_the_schedule() -> None:
     await asyncio.sleep(0.7)
     await schedule.stop(grace_seconds=1)
     assert calls >= 2
+
+
+async def test_a_poll_decides_when_its_source_is_due_again() -> None:
+    polls: list[float] = []
+
+    async def poll(job: SourceJob) -> datetime:
+        polls.append(time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=0.3)  # e.g. Retry-After: soon
+
+    async def deliver() -> None:
+        return None
+
+    schedule = Schedule(poll, deliver)
+    schedule.add_source(SourceJob("s", "http://127.0.0.1:9/"), timedelta(hours=1))
+    schedule.start()
+    await asyncio.sleep(1.0)
+    await schedule.stop(grace_seconds=1)
+    # The plain interval (an hour) would have allowed one poll; the returned times allowed more.
+    assert 2 <= len(polls) <= 5
+    assert all(later - earlier > 0.2 for earlier, later in pairwise(polls))
+
+
+async def test_a_source_resumes_at_its_stored_time() -> None:
+    polls: list[float] = []
+
+    async def poll(job: SourceJob) -> None:
+        polls.append(time.monotonic())
+
+    async def deliver() -> None:
+        return None
+
+    schedule = Schedule(poll, deliver)
+    started = time.monotonic()
+    due = datetime.now(UTC) + timedelta(seconds=0.5)
+    schedule.add_source(SourceJob("s", "http://127.0.0.1:9/"), timedelta(hours=1), first_run=due)
+    schedule.add_source(
+        SourceJob("late", "http://127.0.0.1:9/x"),
+        timedelta(hours=1),
+        first_run=datetime.now(UTC) - timedelta(days=1),  # overdue: polled at once
+    )
+    schedule.start()
+    await asyncio.sleep(0.9)
+    await schedule.stop(grace_seconds=1)
+    assert len(polls) == 2
+    assert polls[0] - started < 0.3 and polls[1] - started >= 0.45

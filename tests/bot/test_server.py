@@ -1,14 +1,17 @@
-"""The feed server over a real loopback socket: validators and 304s, gzip, HEAD, hostile paths."""
+"""The feed server over a real loopback socket: validators and 304s, gzip, HEAD, hostile paths,
+the index, OPML, the WebSub Link header and archive pages."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from lxml import etree
 
 from bot.server import (
     FeedCatalog,
@@ -16,6 +19,7 @@ from bot.server import (
     FeedServerError,
     RenderedFeed,
     accepts_gzip,
+    archive_path,
     make_app,
 )
 
@@ -24,18 +28,29 @@ MODIFIED = datetime(2026, 3, 4, 10, 0, 15, 500_000, tzinfo=UTC)
 BODY = b"<?xml version='1.0' encoding='UTF-8'?>\n<feed>" + b"<entry/>" * 200 + b"</feed>\n"
 
 
+HUB = "https://hub.example.net/"
+
+
 def make_catalog() -> FeedCatalog:
     catalog = FeedCatalog()
-    catalog.put(RenderedFeed.of("ukraine", "Ukraine <watch> & co", BODY, MODIFIED))
-    catalog.put(RenderedFeed.of("all", "Everything", b"<feed/>", MODIFIED))
-    catalog.put(RenderedFeed.of("climate", 'Climate "quoted"', b"<feed>c</feed>", MODIFIED))
+    catalog.put(RenderedFeed.of("feeds/ukraine.atom", "Ukraine <watch> & co", BODY, MODIFIED))
+    catalog.put(RenderedFeed.of("feeds/all.atom", "Everything", b"<feed/>", MODIFIED))
+    catalog.put(
+        RenderedFeed.of("feeds/climate.atom", 'Climate "quoted"', b"<feed>c</feed>", MODIFIED)
+    )
+    catalog.put(RenderedFeed.of("sources/bbc.atom", "BBC (full text)", b"<feed>b</feed>", MODIFIED))
+    catalog.put(
+        RenderedFeed.of(
+            "feeds/ukraine/archive/1.atom", "Ukraine", b"<feed>old</feed>", MODIFIED, listed=False
+        )
+    )
     return catalog
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[FeedServer]:
     feed_server = FeedServer(
-        make_app(make_catalog(), site_title="News <&> watch", public_url=PUBLIC_URL),
+        make_app(make_catalog(), site_title="News <&> watch", public_url=PUBLIC_URL, hub_url=HUB),
         "127.0.0.1",
         0,
     )
@@ -54,30 +69,70 @@ async def client(server: FeedServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def test_rendered_feed_etag_is_quoted_sha256_prefix() -> None:
-    feed = RenderedFeed.of("all", "All", b"abc", MODIFIED)
+    feed = RenderedFeed.of("feeds/all.atom", "All", b"abc", MODIFIED)
     assert feed.etag == '"ba7816bf8f01cfea414140de5dae2223"'
-    assert RenderedFeed.of("all", "Other title", b"abc", MODIFIED).etag == feed.etag
-    assert RenderedFeed.of("all", "All", b"abd", MODIFIED).etag != feed.etag
+    assert RenderedFeed.of("feeds/all.atom", "Other title", b"abc", MODIFIED).etag == feed.etag
+    assert RenderedFeed.of("feeds/all.atom", "All", b"abd", MODIFIED).etag != feed.etag
 
 
-@pytest.mark.parametrize("name", ["", "All", "../x", "a.b", "-a", "a" * 65])
-def test_rendered_feed_refuses_names_it_could_not_serve(name: str) -> None:
+def test_rendered_feed_is_gzipped_once_and_deterministically() -> None:
+    feed = RenderedFeed.of("feeds/all.atom", "All", BODY, MODIFIED)
+    assert gzip.decompress(feed.gzipped) == BODY
+    assert RenderedFeed.of("feeds/all.atom", "All", BODY, MODIFIED).gzipped == feed.gzipped
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "all",
+        "feeds/All.atom",
+        "feeds/../x.atom",
+        "feeds/a.b.atom",
+        "feeds/-a.atom",
+        "feeds/" + "a" * 65 + ".atom",
+        "other/a.atom",
+        "feeds/a/archive/0.atom",
+        "feeds/a/archive/01.atom",
+        "feeds/a/archive/x.atom",
+        "/feeds/a.atom",
+    ],
+)
+def test_rendered_feed_refuses_paths_it_could_not_serve(path: str) -> None:
     with pytest.raises(ValueError):
-        RenderedFeed.of(name, "t", b"", MODIFIED)
+        RenderedFeed.of(path, "t", b"", MODIFIED)
+
+
+@pytest.mark.parametrize(
+    "path", ["feeds/all.atom", "sources/bbc-world.atom", "feeds/x_1/archive/12.atom"]
+)
+def test_rendered_feed_accepts_every_kind_of_document(path: str) -> None:
+    assert RenderedFeed.of(path, "t", b"", MODIFIED).path == path
 
 
 def test_rendered_feed_refuses_naive_datetime() -> None:
     with pytest.raises(ValueError):
-        RenderedFeed.of("all", "t", b"", datetime(2026, 1, 1))
+        RenderedFeed.of("feeds/all.atom", "t", b"", datetime(2026, 1, 1))
 
 
-def test_catalog_lists_all_first_then_by_name() -> None:
+def test_archive_path() -> None:
+    assert archive_path("feeds/ukraine.atom", 3) == "feeds/ukraine/archive/3.atom"
+    with pytest.raises(ValueError):
+        archive_path("feeds/ukraine.atom", 0)
+
+
+def test_catalog_lists_watchlist_feeds_all_first_then_sources_and_no_archives() -> None:
     catalog = make_catalog()
-    assert [feed.name for feed in catalog.all()] == ["all", "climate", "ukraine"]
-    replacement = RenderedFeed.of("climate", "Climate", b"new", MODIFIED)
+    assert [feed.path for feed in catalog.listed()] == [
+        "feeds/all.atom",
+        "feeds/climate.atom",
+        "feeds/ukraine.atom",
+        "sources/bbc.atom",
+    ]
+    replacement = RenderedFeed.of("feeds/climate.atom", "Climate", b"new", MODIFIED)
     catalog.put(replacement)
-    assert catalog.get("climate") == replacement
-    assert catalog.get("nope") is None
+    assert catalog.get("feeds/climate.atom") == replacement
+    assert catalog.get("feeds/nope.atom") is None
 
 
 @pytest.mark.parametrize(
@@ -103,7 +158,7 @@ async def test_feed_is_served_with_validators(client: httpx.AsyncClient) -> None
     assert response.status_code == 200
     assert response.content == BODY
     assert response.headers["content-type"] == "application/atom+xml; charset=utf-8"
-    assert response.headers["etag"] == RenderedFeed.of("ukraine", "", BODY, MODIFIED).etag
+    assert response.headers["etag"] == RenderedFeed.of("feeds/a.atom", "", BODY, MODIFIED).etag
     assert response.headers["last-modified"] == "Wed, 04 Mar 2026 10:00:15 GMT"
     assert response.headers["cache-control"] == "public, max-age=300"
     assert response.headers["vary"] == "Accept-Encoding"
@@ -206,6 +261,14 @@ async def test_gzip_when_asked_with_its_own_etag(client: httpx.AsyncClient) -> N
         "/feeds/" + "a" * 5000 + ".atom",
         "/etc/passwd",
         "/feeds/",
+        "/feeds/ukraine/archive/2.atom",
+        "/feeds/ukraine/archive/1.atom/",
+        "/sources/ukraine.atom",
+        "/feeds//ukraine.atom",
+        "/feeds/ukraine.atom/",
+        "/FEEDS/ukraine.atom",
+        "/feeds/ukraine.atom;x",
+        "/opml/../feeds/ukraine.atom/x",
     ],
 )
 async def test_hostile_and_unknown_names_are_404(client: httpx.AsyncClient, path: str) -> None:
@@ -238,6 +301,10 @@ async def test_index_lists_feeds_with_autodiscovery(client: httpx.AsyncClient) -
     assert "Ukraine &lt;watch&gt; &amp; co" in body
     assert "https://news.example.org/feeds/all.atom" in body
     assert "<watch>" not in page
+    assert "https://news.example.org/sources/bbc.atom" in head
+    assert "archive" not in page
+    assert body.index("/feeds/ukraine.atom") < body.index("/sources/bbc.atom")
+    assert 'href="https://news.example.org/opml"' in body
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -253,7 +320,9 @@ async def test_feed_updates_are_served_without_restart() -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{feed_server.port}") as http:
             before = await http.get("/feeds/all.atom")
-            catalog.put(RenderedFeed.of("all", "Everything", b"<feed>new</feed>", MODIFIED))
+            catalog.put(
+                RenderedFeed.of("feeds/all.atom", "Everything", b"<feed>new</feed>", MODIFIED)
+            )
             after = await http.get(
                 "/feeds/all.atom", headers={"If-None-Match": before.headers["etag"]}
             )
@@ -282,3 +351,86 @@ async def test_start_fails_cleanly_when_the_port_is_taken(server: FeedServer) ->
     with pytest.raises(FeedServerError):
         await second.start()
     await second.stop()  # nothing to stop: must not hang or raise
+
+
+async def test_archive_pages_and_source_feeds_are_served(client: httpx.AsyncClient) -> None:
+    archive = await client.get("/feeds/ukraine/archive/1.atom")
+    assert archive.status_code == 200
+    assert archive.content == b"<feed>old</feed>"
+    assert archive.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    source = await client.get("/sources/bbc.atom")
+    assert source.content == b"<feed>b</feed>"
+    again = await client.get("/sources/bbc.atom", headers={"If-None-Match": source.headers["etag"]})
+    assert again.status_code == 304
+
+
+async def test_query_strings_do_not_change_what_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/feeds/ukraine.atom?x=../../etc/passwd&name=all")
+    assert response.content == BODY
+
+
+async def test_feeds_name_the_websub_hub_and_themselves_in_a_link_header(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/feeds/ukraine.atom", "/feeds/ukraine/archive/1.atom"):
+        response = await client.get(path)
+        assert response.headers["link"] == (
+            f'<{HUB}>; rel="hub", <https://news.example.org{path}>; rel="self"'
+        )
+    etag = (await client.get("/feeds/ukraine.atom")).headers["etag"]
+    not_modified = await client.get("/feeds/ukraine.atom", headers={"If-None-Match": etag})
+    assert "link" in not_modified.headers
+
+
+async def test_no_link_header_without_a_hub() -> None:
+    feed_server = FeedServer(make_app(make_catalog(), public_url=PUBLIC_URL), "127.0.0.1", 0)
+    await feed_server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{feed_server.port}") as http:
+            assert "link" not in (await http.get("/feeds/ukraine.atom")).headers
+    finally:
+        await feed_server.stop()
+
+
+async def test_opml_lists_every_subscription_document(client: httpx.AsyncClient) -> None:
+    response = await client.get("/opml")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/x-opml; charset=utf-8"
+    root = etree.fromstring(response.content)
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    assert root.findtext("head/title") == "News <&> watch"
+    groups = root.findall("body/outline")
+    assert [group.get("text") for group in groups] == ["Watchlists", "Full-text sources"]
+    feeds = [
+        (outline.get("type"), outline.get("text"), outline.get("xmlUrl"))
+        for group in groups
+        for outline in group.iterfind("outline")
+    ]
+    assert feeds == [
+        ("rss", "Everything", "https://news.example.org/feeds/all.atom"),
+        ("rss", 'Climate "quoted"', "https://news.example.org/feeds/climate.atom"),
+        ("rss", "Ukraine <watch> & co", "https://news.example.org/feeds/ukraine.atom"),
+        ("rss", "BBC (full text)", "https://news.example.org/sources/bbc.atom"),
+    ]
+    assert (await client.get("/opml")).content == response.content
+
+
+async def test_icon_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/icon.svg")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert etree.fromstring(response.content).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+async def test_documents_answer_only_get_and_head(client: httpx.AsyncClient) -> None:
+    response = await client.post("/feeds/ukraine.atom", content=b"x")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    etag = (await client.get("/feeds/ukraine.atom")).headers["etag"]
+    head = await client.head("/feeds/ukraine.atom", headers={"If-None-Match": etag})
+    assert head.status_code == 304
+
+
+async def test_unknown_pages_outside_the_feeds_are_404(client: httpx.AsyncClient) -> None:
+    for path in ("/feeds.atom", "/opml.xml", "/icon.png", "/source/bbc.atom", "/robots.txt"):
+        assert (await client.get(path)).status_code == 404, path

@@ -14,6 +14,7 @@ from bot.store import PendingAlert, StoredArticle
 from bot.telegram import (
     DeliveryError,
     LoggingSender,
+    SendOptions,
     TelegramSender,
     format_alert,
     format_time,
@@ -418,6 +419,7 @@ async def test_unreachable_server_is_not_permanent(caplog: pytest.LogCaptureFixt
         await sender.stop()
     assert caught.value.permanent is False
     assert caught.value.retry_after is None
+    assert caught.value.uncertain is False  # the connection failed: nothing reached Telegram
     assert api.token not in str(caught.value)
     assert "HTTP Request" in caplog.text  # httpx did log the request URL, scrubbed
     assert api.token not in caplog.text
@@ -489,3 +491,148 @@ async def test_logging_sender_logs_and_returns_zero(caplog: pytest.LogCaptureFix
     assert record.levelno == logging.INFO
     assert "<b>Alert</b>" in record.getMessage()
     assert "42" in record.getMessage()
+
+
+# ---- routes, topics, previews, and failures the outbox must tell apart ------------------------
+
+
+def test_format_alert_shows_the_time_in_the_chat_time_zone() -> None:
+    text = format_alert(make_alert(), "Ukraine crisis", "Example News", timezone="Europe/Kyiv")
+    assert "Example News · 7 Feb 2022 20:15 EET" in text
+    summer = make_alert(published=dt.datetime(2022, 7, 7, 18, 15, tzinfo=UTC))
+    assert "21:15 EEST" in format_alert(summer, "w", timezone="Europe/Kyiv")
+
+
+@pytest.mark.parametrize(
+    ("moment", "zone", "expected"),
+    [
+        (PUBLISHED, "UTC", "7 Feb 2022 18:15 UTC"),
+        (PUBLISHED, "America/New_York", "7 Feb 2022 13:15 EST"),
+        (PUBLISHED, "Asia/Tokyo", "8 Feb 2022 03:15 JST"),
+        (PUBLISHED, "Europe/Istanbul", "7 Feb 2022 21:15 Europe/Istanbul"),  # "+03" says less
+    ],
+)
+def test_format_time_in_zones(moment: dt.datetime, zone: str, expected: str) -> None:
+    assert format_time(moment, zone) == expected
+
+
+def test_format_alert_names_other_outlets_escaped() -> None:
+    text = format_alert(
+        make_alert(), "Ukraine crisis", "Example News", also_reported_by=["Reuters", "<AP & Co>"]
+    )
+    assert "\nAlso reported by: Reuters, &lt;AP &amp; Co&gt;\n" in text
+    parse_telegram_html(text)
+    assert "Also reported by" not in format_alert(make_alert(), "w", also_reported_by=[" "])
+
+
+def test_format_alert_with_other_outlets_still_fits() -> None:
+    alert = make_alert(snippet="word " * 2000)
+    text = format_alert(alert, "w", also_reported_by=["Outlet " * 100])
+    assert utf16_length(parse_telegram_html(text)) <= 4096
+
+
+async def test_route_options_reach_telegram(api: FakeTelegram) -> None:
+    api.forums[-100] = {12}
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        url = "https://news.example/world/1"
+        await sender.send(
+            -100, "<b>x</b>", SendOptions(thread_id=12, link_preview="above", preview_url=url)
+        )
+        await sender.send(42, "<b>y</b>", SendOptions(link_preview="below", button_url=url))
+    finally:
+        await sender.stop()
+    topic, private = api.sent
+    assert topic.params["message_thread_id"] == 12
+    assert topic.params["link_preview_options"] == {"url": url, "show_above_text": True}
+    assert "reply_markup" not in topic.params
+    assert private.params["link_preview_options"]["is_disabled"] is True  # nothing to preview
+    assert private.params["reply_markup"] == {
+        "inline_keyboard": [[{"text": "Open article", "url": url}]]
+    }
+
+
+async def test_a_missing_forum_topic_is_permanent(api: FakeTelegram) -> None:
+    api.forums[-100] = {12}
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(-100, "x", SendOptions(thread_id=13))
+    finally:
+        await sender.stop()
+    assert caught.value.permanent is True
+    assert "thread not found" in str(caught.value)
+
+
+async def test_a_blocked_bot_refuses_the_whole_chat(api: FakeTelegram) -> None:
+    api.blocked_chats.add(42)
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(42, "x")
+    finally:
+        await sender.stop()
+    assert (caught.value.permanent, caught.value.chat_refused) == (True, True)
+
+
+async def test_an_upgraded_group_gives_its_new_id(api: FakeTelegram) -> None:
+    api.migrated_chats[-5] = -1005
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(-5, "x")
+        await sender.send(-1005, "x")
+    finally:
+        await sender.stop()
+    assert caught.value.migrate_to == -1005
+    assert caught.value.permanent is False
+    assert [m.chat_id for m in api.sent] == [-1005]
+
+
+async def test_a_timeout_after_telegram_took_the_message_is_uncertain(api: FakeTelegram) -> None:
+    api.hang_after(1)
+    sender = TelegramSender(api.token, api.base_url, timeout=0.5)
+    await sender.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(42, "x")
+    finally:
+        api.release()
+        await sender.stop()
+    assert caught.value.uncertain is True
+    assert caught.value.permanent is False
+    assert [m.text for m in api.sent] == ["x"]  # Telegram has it: sending again would duplicate
+
+
+async def test_a_server_error_is_certain_not_delivered(api: FakeTelegram) -> None:
+    api.fail_next("sendMessage", 500, "Internal Server Error")
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(42, "x")
+    finally:
+        await sender.stop()
+    assert (caught.value.permanent, caught.value.uncertain) == (False, False)
+
+
+def test_the_fake_enforces_telegrams_limits() -> None:
+    with (
+        FakeTelegram(enforce_limits=True) as fake,
+        httpx.Client(base_url=f"{fake.base_url}/bot{fake.token}") as client,
+    ):
+
+        def send(chat: int) -> httpx.Response:
+            return client.post("/sendMessage", json={"chat_id": chat, "text": "x"})
+
+        assert send(1).status_code == 200
+        again = send(1)
+        assert again.status_code == 429
+        assert again.json()["parameters"] == {"retry_after": 1}
+        assert all(send(chat).status_code == 200 for chat in range(2, 31))  # 30 in this second
+        assert send(31).status_code == 429  # the 31st message within a second, any chat
+        assert fake.too_many_requests == 2

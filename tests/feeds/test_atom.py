@@ -11,7 +11,16 @@ import feedparser
 import pytest
 from lxml import etree
 
-from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, render_atom, tag_uri
+from feeds.atom import (
+    EMPTY_FEED_UPDATED,
+    HISTORY_NS,
+    AtomEntry,
+    FeedMeta,
+    Paging,
+    render_atom,
+    tag_uri,
+)
+from tests.support.atom_checks import validator_problems
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "atom"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -168,7 +177,10 @@ def test_hostile_strings_stay_well_formed() -> None:
     root = etree.fromstring(body)  # well-formed, or this raises
     entry = root.find(f"{ATOM}entry")
     assert entry is not None
-    assert entry.findtext(f"{ATOM}title") == "<script>alert(1)</script> & friends"
+    # Markup-like text in a title is declared as HTML and escaped: readers show it literally.
+    title = entry.find(f"{ATOM}title")
+    assert title is not None and title.get("type") == "html"
+    assert title.text == "&lt;script&gt;alert(1)&lt;/script&gt; &amp; friends"
     assert entry.findtext(f"{ATOM}summary") == "nul vt ok"
     assert entry.findtext(f"{ATOM}content") == (
         '<p onclick="x()">]]></p><script>alert("x")</script>'
@@ -213,3 +225,189 @@ def test_tag_uri(authority: str, date: str, specific: str, expected: str) -> Non
 def test_tag_uri_refuses_malformed_input(authority: str, date: str) -> None:
     with pytest.raises(ValueError):
         tag_uri(authority, date, "x")
+
+
+ARCHIVE_META = dataclasses.replace(
+    META,
+    self_url="https://news.example.org/feeds/ukraine/archive/2.atom",
+    hub_url="https://hub.example.net/",
+    paging=Paging(
+        archive=True,
+        current_url="https://news.example.org/feeds/ukraine.atom",
+        prev_archive_url="https://news.example.org/feeds/ukraine/archive/1.atom",
+        next_archive_url="https://news.example.org/feeds/ukraine/archive/3.atom",
+    ),
+)
+RELATED = dataclasses.replace(
+    ENTRIES[1],
+    summary="Ships left <b>Odesa</b> for the first time in weeks.",
+    summary_type="html",
+    related=(
+        ("Outlet C", "https://outlet-c.example/grain"),
+        ("Outlet C", "https://outlet-c.example/grain"),  # a repeat is written once
+        ("Outlet B", ENTRIES[1].link),  # the entry's own article is not "related"
+        ("", "https://outlet-d.example/g"),
+    ),
+    source_url="https://outlet-b.example/rss",
+)
+
+
+def test_archive_document_matches_golden_file() -> None:
+    """Paging, hub, related links and an HTML summary, frozen as bytes (regenerate as above)."""
+    golden = GOLDEN / "archive_page.atom"
+    rendered = render_atom(ARCHIVE_META, [ENTRIES[0], RELATED])
+    if os.environ.get("WIREWATCH_REGENERATE_GOLDEN"):
+        golden.write_bytes(rendered)
+    assert rendered == golden.read_bytes()
+
+
+def test_paging_and_hub_links_follow_rfc_5005_and_websub() -> None:
+    root = etree.fromstring(render_atom(ARCHIVE_META, ENTRIES))
+    links = [(link.get("rel"), link.get("href")) for link in root.iterfind(f"{ATOM}link")]
+    assert links == [
+        ("self", ARCHIVE_META.self_url),
+        ("alternate", "https://news.example.org/"),
+        ("hub", "https://hub.example.net/"),
+        ("current", "https://news.example.org/feeds/ukraine.atom"),
+        ("prev-archive", "https://news.example.org/feeds/ukraine/archive/1.atom"),
+        ("next-archive", "https://news.example.org/feeds/ukraine/archive/3.atom"),
+    ]
+    assert root.find(f"{{{HISTORY_NS}}}archive") is not None
+    assert root.nsmap["fh"] == HISTORY_NS  # declared once, on the feed element
+    parsed = feedparser.parse(etree.tostring(root))
+    assert parsed.bozo == 0
+
+
+def test_subscription_document_has_no_archive_marker() -> None:
+    body = render_atom(
+        dataclasses.replace(META, paging=Paging(prev_archive_url="https://x.example/1")), ENTRIES
+    )
+    root = etree.fromstring(body)
+    assert root.find(f"{{{HISTORY_NS}}}archive") is None
+    assert b"purl.org/syndication/history" not in body
+    assert [link.get("rel") for link in root.iterfind(f"{ATOM}link")][-1] == "prev-archive"
+
+
+def test_related_links_name_the_other_outlets() -> None:
+    root = etree.fromstring(render_atom(META, [RELATED]))
+    related = [
+        dict(link.attrib)
+        for link in root.iterfind(f"{ATOM}entry/{ATOM}link")
+        if link.get("rel") == "related"
+    ]
+    assert related == [
+        {
+            "rel": "related",
+            "type": "text/html",
+            "href": "https://outlet-c.example/grain",
+            "title": "Outlet C",
+        },
+        {"rel": "related", "type": "text/html", "href": "https://outlet-d.example/g"},
+    ]
+    [entry] = feedparser.parse(render_atom(META, [RELATED])).entries
+    assert [link.href for link in entry.links if link.rel == "related"] == [
+        "https://outlet-c.example/grain",
+        "https://outlet-d.example/g",
+    ]
+    assert entry.summary_detail.type == "text/html"
+    assert entry.source.links[0].href == "https://outlet-b.example/rss"
+
+
+def test_related_links_are_empty_by_default() -> None:
+    assert ENTRIES[0].related == ()
+    root = etree.fromstring(render_atom(META, ENTRIES))
+    assert [link.get("rel") for link in root.iter(f"{ATOM}link")].count("related") == 0
+
+
+def test_entry_without_a_link_still_has_content() -> None:
+    bare = dataclasses.replace(ENTRIES[2], link="", content_html="")
+    body = render_atom(META, [bare])
+    assert validator_problems(body, META.self_url) == []
+    assert etree.fromstring(body).find(f"{ATOM}entry/{ATOM}content") is not None
+
+
+@pytest.mark.parametrize(
+    ("meta", "entries"),
+    [
+        (META, ENTRIES),
+        (META, ()),
+        (ARCHIVE_META, (ENTRIES[0], RELATED)),
+        (
+            META,
+            (
+                dataclasses.replace(
+                    ENTRIES[0],
+                    title="Why <b> & &amp; matter",
+                    summary="x <p> y",
+                    author=None,
+                    source_title="",
+                ),
+            ),
+        ),
+    ],
+)
+def test_rendered_feeds_pass_the_validator_checks(
+    meta: FeedMeta, entries: tuple[AtomEntry, ...]
+) -> None:
+    assert validator_problems(render_atom(meta, entries), meta.self_url) == []
+
+
+_CLEAN = render_atom(META, ENTRIES).decode()
+
+
+@pytest.mark.parametrize(
+    ("broken", "served_url", "expected"),
+    [
+        (_CLEAN.replace('rel="self" ', ""), META.self_url, "MissingSelf"),
+        (
+            _CLEAN.replace(
+                'rel="self" type="application/atom+xml"', 'rel="alternate" type="text/html"'
+            ),
+            None,
+            "DuplicateAtomLink",
+        ),
+        (_CLEAN.replace('rel="self"', 'rel="via"'), META.self_url, "MissingSelf"),
+        (_CLEAN, "https://news.example.org/other.atom", "SelfDoesntMatchLocation"),
+        (
+            _CLEAN.replace(
+                "tag:news.example.org,2026:article/2", "tag:news.example.org,2026:article/1"
+            ),
+            None,
+            "DuplicateEntries",
+        ),
+        (
+            _CLEAN.replace("2026-03-03T18:45:00+00:00", "2026-03-03 18:45:00"),
+            None,
+            "InvalidRFC3339Date",
+        ),
+        (
+            _CLEAN.replace("<title>Grain corridor reopens", "<title>Grain &lt;b&gt;corridor"),
+            None,
+            "ContainsUndeclaredHTML",
+        ),
+        (
+            _CLEAN.replace("<author>\n      <name>Outlet B</name>\n    </author>", "").replace(
+                "<author>\n    <name>wirewatch</name>\n  </author>", ""
+            ),
+            None,
+            "MissingAuthor",
+        ),
+        (_CLEAN.replace('href="https://news.example.org/"', 'href="/"'), None, "RelativeHref"),
+        (
+            _CLEAN.replace("<feed ", '<feed xmlns:x="urn:x" ').replace("</feed>", "<x:y/></feed>"),
+            None,
+            "UndefinedElement",
+        ),
+        (
+            _CLEAN.replace('org/" rel="alternate"', 'org/" rel="bogus"'),
+            None,
+            "UnregisteredAtomLinkRel",
+        ),
+    ],
+)
+def test_validator_checks_catch_what_they_claim(
+    broken: str, served_url: str | None, expected: str
+) -> None:
+    assert broken != _CLEAN or served_url is not None
+    problems = validator_problems(broken.encode(), served_url)
+    assert any(problem.startswith(expected) for problem in problems), problems

@@ -336,3 +336,46 @@ async def test_errors_name_the_url_asked_for(site: SampleSite, client: httpx.Asy
         site.url("/gone-old"),
     )
     assert site.url("/gone") in error.message
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "permanent"),
+    [
+        (301, 308, True),  # every hop permanent: the source has moved
+        (308, None, True),
+        (301, 302, False),  # a temporary hop anywhere: it may move back
+        (302, 301, False),
+        (307, None, False),
+    ],
+)
+async def test_permanent_redirects_are_reported(
+    site: SampleSite, client: httpx.AsyncClient, first: int, second: int | None, permanent: bool
+) -> None:
+    if second is None:
+        site.route("/old", lambda req: Response(first, {"Location": "/feed.xml"}))
+    else:
+        site.route("/old", lambda req: Response(first, {"Location": "/middle"}))
+        site.route("/middle", lambda req: Response(second, {"Location": "/feed.xml"}))
+    result = await fetch(client, site.url("/old"), limits=FAST)
+    assert result.permanent_url == (site.url("/feed.xml") if permanent else None)
+
+
+async def test_no_redirect_means_no_move(site: SampleSite, client: httpx.AsyncClient) -> None:
+    result = await fetch(client, site.url("/feed.xml"), limits=FAST)
+    assert result.permanent_url is None
+
+
+async def test_freshness_lifetime_is_read_from_200_and_304(
+    site: SampleSite, client: httpx.AsyncClient
+) -> None:
+    def cached(request: Request) -> Response:
+        headers = {"Cache-Control": "max-age=900", "ETag": '"v1"'}
+        if request.headers.get("if-none-match") == '"v1"':
+            return Response(304, headers)
+        return Response(200, {**headers, "Content-Type": "application/rss+xml"}, FEED)
+
+    site.route("/cached.xml", cached)
+    first = await fetch(client, site.url("/cached.xml"), limits=FAST)
+    again = await fetch(client, site.url("/cached.xml"), first.validators, limits=FAST)
+    assert isinstance(again, NotModified)
+    assert first.lifetime == again.lifetime == timedelta(seconds=900)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feeds.match import Matcher, window
 from feeds.models import Article, Watchlist
-from feeds.normalize import normalize, normalize_term
+from feeds.normalize import _canonical_by_word, normalize, normalize_term
 
 
 def article(title: str = "", body: str = "", standfirst: str | None = None) -> Article:
@@ -100,3 +104,199 @@ def test_window_cuts_at_spaces() -> None:
     assert window(text, start, start + 5, 20) == "…delta epsilon…"
     assert window(text, start, start + 5, 30) == "…gamma delta epsilon zeta eta…"
     assert window(text, 0, 5, 1000) == text
+
+
+# ── the watch language ────────────────────────────────────────────────────────────────────────
+
+
+def watches(body: str = "", title: str = "", **definition: object) -> bool:
+    watchlist = Watchlist("w", keywords=tuple(definition.pop("keywords", ())), **definition)  # type: ignore[arg-type]
+    return bool(Matcher([watchlist]).match(article(title, body)))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "body", "expected"),
+    [
+        ("Kyiv | Kiev | Київ", "shelling near Kiev overnight", True),
+        ("Kyiv | Kiev | Київ", "Kyivstar and Kievan Rus", False),
+        ("Ukrain*", "the Ukrainian army", True),
+        ("Ukrain*", "in Ukraine", True),
+        ("Ukrain*", "Ukr is not enough", False),
+        ("Jake Sull*", "Jake Sullivan said", True),
+        ("=US", "the US said", True),
+        ("=US", "tell us more", False),
+        ("=US", "Us and them", False),
+        ("=NATO", "Nato said", False),
+        ("=Orbán", "Viktor Orban said", True),  # case-sensitive, still accent-insensitive
+        ("=Orbán", "ORBAN said", False),
+    ],
+)
+def test_term_syntax_in_lists(keyword: str, body: str, expected: bool) -> None:
+    assert watches(body, keywords=(keyword,)) is expected
+
+
+@pytest.mark.parametrize(
+    ("query", "title", "body", "expected"),
+    [
+        ("Ukraine AND (troops OR invasion) -football", "", "Ukraine troops", True),
+        ("Ukraine AND (troops OR invasion) -football", "", "Ukraine invasion football", False),
+        ("Ukraine AND (troops OR invasion) -football", "", "Ukraine alone", False),
+        ("Ukraine OR Nato", "", "Nato summit", True),
+        ('"Jake Sullivan" NOT golf', "", "Jake Sullivan plays golf", False),
+        ("intitle:Ukraine", "Ukraine talks", "nothing", True),
+        ("intitle:Ukraine", "Talks", "Ukraine", False),
+        ("inbody:Ukraine", "Ukraine talks", "nothing", False),
+        ("Putin AROUND(3) Macron", "", "Putin met French President Macron", True),
+        ("Putin AROUND(2) Macron", "", "Putin met French President Macron", False),
+        ("Putin AROUND(2) Macron", "", "Macron, visiting Putin", True),
+        ("Putin AROUND(2) Macron", "Putin", "Macron", False),  # different fields
+        ("(Kyiv | Kiev) NEAR/1 drone*", "", "Kiev: drones struck", True),
+    ],
+)
+def test_queries(query: str, title: str, body: str, expected: bool) -> None:
+    assert watches(body, title, query=query) is expected
+
+
+def test_site_and_source_in_a_query() -> None:
+    matcher = Matcher([Watchlist("w", (), query="Nato site:bbc.co.uk")])
+    on_bbc = Article("https://www.bbc.co.uk/news/1", "Nato", ("x",), "")
+    elsewhere = Article("https://notbbc.co.uk/news/1", "Nato", ("x",), "")
+    assert matcher.match(on_bbc) and not matcher.match(elsewhere)
+    by_source = Matcher([Watchlist("w", (), query="Nato -source:tabloid")])
+    assert by_source.match(on_bbc, "wire") and not by_source.match(on_bbc, "tabloid")
+
+
+def test_language_filter() -> None:
+    matcher = Matcher([Watchlist("w", ("Nato",), languages=("en", "fr"))])
+    english = Article("u", "Nato", (), "", language="en-GB")
+    german = Article("u", "Nato", (), "", language="de")
+    unknown = Article("u", "Nato", (), "")
+    assert matcher.match(english) and not matcher.match(german) and matcher.match(unknown)
+
+
+def test_min_mentions_ignores_a_passing_mention() -> None:
+    watchlist = Watchlist("w", ("Nato",), min_mentions=2)
+    passing = "A long story about farming. " * 10 + "Nato was mentioned once."
+    assert not Matcher([watchlist]).match(article(body=passing))
+    assert Matcher([watchlist]).match(article(body=passing + " Nato again."))
+    assert Matcher([watchlist]).match(article(title="Nato summit", body=passing))
+
+
+def test_regex_terms_are_bounded_and_off_by_default() -> None:
+    with pytest.raises(ValueError, match="regular expressions are off"):
+        Matcher([Watchlist("w", (), query="/nato/")])
+    matcher = Matcher([Watchlist("w", (), query=r"/\bF-?35[AB]?\b/ jets", allow_regex=True)])
+    [match] = matcher.match(article(body="The F-35A jets landed."))
+    assert match.terms == (r"/\bF-?35[AB]?\b/", "jets")
+    assert "F-35A" in match.snippet
+    # A pattern that makes backtracking engines take exponential time is linear in RE2.
+    hostile = Matcher([Watchlist("w", (), query="/(a+)+b/", allow_regex=True)])
+    assert not hostile.match(article(body="a" * 50_000 + "c"))
+
+
+def test_evidence_of_a_query_lists_positive_terms_only() -> None:
+    matcher = Matcher([Watchlist("w", (), query="(Kyiv | Kiev) troops -football")])
+    [match] = matcher.match(article(title="Kiev", body="Troops in Kyiv. Kyiv troops."))
+    assert [(h.term, h.count, h.fields) for h in match.hits] == [
+        ("Kyiv | Kiev", 3, ("title", "body")),
+        ("troops", 2, ("body",)),
+    ]
+
+
+def test_explain_says_why_and_why_not() -> None:
+    matcher = Matcher([Watchlist("w", ("Ukraine",), exclude=("football",), min_mentions=2)])
+    lines = matcher.explain(article(body="Ukraine played football"), "w")
+    assert lines[0] == "watchlist w: does not match"
+    assert lines[1:] == [
+        "rule: Ukraine -football",
+        "  ✗ all of:",
+        "    ✓ Ukraine: found 1× in body",
+        "    ✗ none of:",
+        "      ✓ football: found 1× in body",
+    ]
+    lines = matcher.explain(article(body="Ukraine said"), "w")
+    assert lines[0] == "watchlist w: does not match"
+    assert lines[-1] == "filter: 1 mention(s) in the standfirst and body, min_mentions is 2"
+    assert matcher.explain(article(body="Ukraine. Ukraine."), "w")[0] == "watchlist w: MATCHES"
+    with pytest.raises(KeyError, match="no watchlist"):
+        matcher.explain(article(), "nope")
+
+
+WORDS = ["nato", "kyiv", "troops", "jake sullivan", "ukrain*", "=US", "kiev | київ", "drone"]
+
+
+@given(
+    rules=st.lists(
+        st.tuples(
+            st.sampled_from(WORDS),
+            st.sampled_from(WORDS),
+            st.sampled_from([" ", " OR ", " -", " AROUND(1) "]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    body=st.lists(
+        st.sampled_from(
+            [
+                "Nato",
+                "Kyiv",
+                "troops",
+                "Jake Sullivan",
+                "Ukrainian",
+                "US",
+                "us",
+                "Київ",
+                "drones",
+                "the",
+            ]
+        ),
+        max_size=30,
+    ),
+)
+def test_percolator_never_changes_an_answer(
+    rules: list[tuple[str, str, str]], body: list[str]
+) -> None:
+    def quoted(term: str) -> str:
+        return f"({term})" if "|" in term else (f'"{term}"' if " " in term else term)
+
+    watchlists = [
+        Watchlist(f"w{i}", (), query=f"{quoted(a)}{op}{quoted(b)}")
+        for i, (a, b, op) in enumerate(rules)
+        if not (op == " -" and a == b)
+    ]
+    if not watchlists:
+        return
+    text = article(body=" ".join(body))
+    assert Matcher(watchlists).match(text) == Matcher(watchlists, percolate=False).match(text)
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+def test_bulk_normalisation_equals_word_by_word(text: str) -> None:
+    assert normalize(text).canonical == _canonical_by_word(unicodedata.normalize("NFC", text))
+
+
+@given(st.text(alphabet="abc XYZ’“—\u00a0-é", max_size=60))
+def test_spans_cover_every_canonical_word(text: str) -> None:
+    normalized = normalize(text)
+    words = normalized.canonical.split()
+    assert len(normalized.spans) == len(words) == len(normalized.word_starts)
+    for word, (start, end) in zip(words, normalized.spans, strict=True):
+        assert normalize_term(normalized.original[start:end]).split()[0] == word.split()[0]
+
+
+@given(st.text(alphabet="ab Z9’“—\u00a0-,.é\nКиїв\ufb01\ufdfa\u0301", max_size=60))
+def test_quick_spans_equal_the_reference_spans(text: str) -> None:
+    reference = normalize(text).spans
+    quick = normalize(text)  # a fresh one: spans found word by word, not from the full list
+    starts = [
+        i for i, char in enumerate(quick.canonical) if char != " " and quick.canonical[i - 1] == " "
+    ]
+    assert len(starts) == len(reference)
+    for index, start in enumerate(starts):
+        end = quick.canonical.index(" ", start)
+        assert quick.original_span(start, end) == reference[index]
+        assert quick.original_words(index, index) == [text_of(quick.original, reference[index])]
+
+
+def text_of(text: str, span: tuple[int, int]) -> str:
+    return text[span[0] : span[1]]

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.sample_site import Response, SampleSite
+from feeds.cadence import FeedHints
 from feeds.errors import ParseError
 from feeds.fetch import FetchLimits, fetch, make_client
 from feeds.models import ConditionalHeaders, Entry, FetchResult
-from feeds.parse import parse_feed
+from feeds.parse import parse_feed, parse_hints
 from feeds.text import html_to_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
@@ -494,3 +495,92 @@ async def test_fetched_over_http_then_parsed(site: SampleSite) -> None:
     assert parse_feed(result, SOURCE)[0].title == "Crème brûlée à la française"
     # The relative link resolves against where the feed really was, not where we asked.
     assert parse_feed(rss2, SOURCE)[0].url == site.url("/world/2024/strike-spreads")
+
+
+# -- charsets: header, XML declaration, sniffing ---------------------------------------------------
+
+_TITLE = "Café Orbán — Київ"
+
+
+def _rss(declaration: str, title: str = _TITLE) -> str:
+    item = f"<item><guid>1</guid><title>{title}</title><link>https://n.example/a</link></item>"
+    return f"{declaration}<rss version='2.0'><channel><title>T</title>{item}</channel></rss>"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        # the header and the declaration agree
+        (
+            _rss("<?xml version='1.0' encoding='utf-8'?>").encode(),
+            "text/xml; charset=utf-8",
+            _TITLE,
+        ),
+        # only the declaration says it (RFC 3023 aside, servers often omit the charset)
+        (
+            _rss("<?xml version='1.0' encoding='iso-8859-1'?>", "Café Orbán").encode("latin-1"),
+            "application/rss+xml",
+            "Café Orbán",
+        ),
+        # mislabelled: the header and the declaration say UTF-8, the bytes are Latin-1
+        (
+            _rss("<?xml version='1.0' encoding='utf-8'?>", "Café Orbán").encode("latin-1"),
+            "application/rss+xml; charset=utf-8",
+            "Café Orbán",
+        ),
+        # mislabelled the other way: declared Latin-1, sent as UTF-8
+        (
+            _rss("<?xml version='1.0' encoding='iso-8859-1'?>").encode(),
+            "application/rss+xml",
+            _TITLE,
+        ),
+        # windows-1251 declared, no header charset
+        (
+            _rss("<?xml version='1.0' encoding='windows-1251'?>", "Київ").encode("cp1251"),
+            "application/rss+xml",
+            "Київ",
+        ),
+        # UTF-16 with a byte order mark and nothing else to go on
+        (_rss("<?xml version='1.0'?>").encode("utf-16"), None, _TITLE),
+    ],
+    ids=["agree", "declaration", "latin1-as-utf8", "utf8-as-latin1", "cp1251", "utf16-bom"],
+)
+def test_charsets_never_become_mojibake(
+    body: bytes, content_type: str | None, expected: str
+) -> None:
+    [entry] = parse_feed(inline(body, content_type), SOURCE)
+    assert entry.title == expected
+
+
+# -- scheduling hints ------------------------------------------------------------------------------
+
+
+def test_rss_ttl_skip_hours_and_days_are_read() -> None:
+    channel = (
+        "<ttl>90</ttl><skipHours><hour>0</hour><hour>24</hour><hour>7</hour><hour>x</hour>"
+        "</skipHours><skipDays><day>Saturday</day><day>sunday</day><day>Caturday</day></skipDays>"
+    )
+    body = f"<?xml version='1.0'?><rss version='2.0'><channel>{channel}</channel></rss>".encode()
+    hints = parse_hints(inline(body, "application/rss+xml"))
+    assert hints.ttl == timedelta(minutes=90)
+    assert hints.skip_hours == {0, 7}  # 24 is midnight in feeds that count 1-24
+    assert hints.skip_days == {5, 6}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'><title>t</title></feed>",
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": []}',
+        b"\x00\x01 not xml at all",
+        b"",
+    ],
+)
+def test_no_hints_is_never_an_error(body: bytes) -> None:
+    assert parse_hints(inline(body, None)) == FeedHints()
+
+
+def test_a_byte_order_mark_outranks_a_wrong_label() -> None:
+    body = _rss("<?xml version='1.0'?>").encode("utf-16")
+    [entry] = parse_feed(inline(body, "text/xml; charset=iso-8859-1"), SOURCE)
+    assert entry.title == _TITLE

@@ -11,6 +11,7 @@ from feeds.text import (
     clean_text,
     fold_for_comparison,
     html_to_text,
+    paragraphs_from_line_breaks,
     repair_mojibake,
     separate_blocks,
 )
@@ -133,3 +134,45 @@ def test_fold_for_comparison_ignores_case_punctuation_and_spacing(first: str, se
 def test_fold_for_comparison_keeps_words_apart() -> None:
     assert fold_for_comparison("Ukraine talks") != fold_for_comparison("Ukrainetalks")
     assert fold_for_comparison("— · —") == ""
+
+
+@pytest.mark.parametrize(
+    ("html", "paragraphs"),
+    [
+        # Loose text split by blank lines becomes paragraphs; links and emphasis stay inside,
+        # with the text before them and the space after them kept.
+        (
+            "<div>One <a href='/x'>linked</a> word.<br><br>\n"
+            "Two <em>em</em> phrase.<br><br>Three</div>",
+            ["One linked word.", "Two em phrase.", "Three"],
+        ),
+        # A single line break is a line break inside the paragraph.
+        ("<div>Street 1<br>Town<br><br>Next</div>", ["Street 1 Town", "Next"]),
+        # Block children stay between the new paragraphs.
+        (
+            "<div>First<br><br><h2>Head</h2>Second<br> <br>Third</div>",
+            ["First", "Head", "Second", "Third"],
+        ),
+        # A text wrapped in a span (as some sites do) too.
+        ("<div><span>A<br><br>B</span></div>", ["A", "B"]),
+        # No blank line: nothing changes.
+        ("<div>Only<br>one break</div>", ["Only one break"]),
+    ],
+)
+def test_paragraphs_from_line_breaks(html: str, paragraphs: list[str]) -> None:
+    root = lxml.html.fragment_fromstring(html, create_parent="section")
+    paragraphs_from_line_breaks(root)
+    separate_blocks(root)
+    blocks = [block_text(node) for node in root.iter("p", "h2") if block_text(node)] or [
+        block_text(root)
+    ]
+    assert blocks == paragraphs
+
+
+def test_paragraphs_from_line_breaks_keeps_textless_nodes() -> None:
+    root = lxml.html.fragment_fromstring(
+        "<div><a href='/i'><img src='a.jpg'></a><br><br>Text<br><br></div>", create_parent="div"
+    )
+    paragraphs_from_line_breaks(root)
+    assert root.xpath("count(.//img)") == 1
+    assert [block_text(p) for p in root.iter("p")] == ["Text"]

@@ -11,6 +11,15 @@ strict side: where Telegram's documentation says a character *must* be escaped, 
 even if the real server would sometimes let it through. A message the fake accepts is one Telegram
 accepts.
 
+With ``enforce_limits=True`` it also enforces Telegram's flood limits, strictly, as sliding
+windows on arrival times: at most 1 message per second to a chat, 20 per minute to a group (a
+negative id), 30 per second overall. A message over a limit gets 429 with ``retry_after`` (whole
+seconds, as Telegram sends it) and is counted in ``too_many_requests``.
+
+For crash and timeout tests, ``hang_after(n)`` makes the fake accept (record) the n-th message and
+every later one, and then never answer them until ``release()``: the window in which Telegram
+has a message but the bot does not know it.
+
 Usage::
 
     with FakeTelegram() as api:
@@ -26,6 +35,8 @@ import email.policy
 import json
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -233,13 +244,29 @@ class FakeTelegram:
     """The fake server; a context manager that listens on an ephemeral 127.0.0.1 port.
 
     Attributes a test may change while the server runs: ``blocked_chats`` (sendMessage to these
-    chats answers 403 "Forbidden: bot was blocked by the user").
+    chats answers 403 "Forbidden: bot was blocked by the user"), ``migrated_chats`` (old group id →
+    supergroup id: sendMessage to the old id answers 400 with ``migrate_to_chat_id``),
+    ``forums`` (chat id → its topic ids: a message_thread_id outside them answers 400, and so does
+    a thread id sent to a chat that is not a forum), ``updates`` (queued for getUpdates).
     """
 
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, *, enforce_limits: bool = False) -> None:
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
         self.blocked_chats: set[int] = set()
+        self.migrated_chats: dict[int, int] = {}
+        self.forums: dict[int, set[int]] = {}
+        self.enforce_limits = enforce_limits
+        self.too_many_requests = 0
+        self._arrivals: deque[float] = deque()
+        self._chat_arrivals: dict[int | str, deque[float]] = {}
+        self._hang_at: int | None = None
+        self._accepted = 0
+        self._released = threading.Event()
+        self.hanging = threading.Event()
+        """Set once the fake holds at least one message without answering."""
+        self.held = 0
+        """Messages accepted and not answered (see hang_after)."""
         self._lock = threading.Lock()
         self._sent: list[SentMessage] = []
         self._calls: list[tuple[str, dict[str, Any]]] = []
@@ -264,7 +291,10 @@ class FakeTelegram:
         class Handler(_Handler):
             api = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default 5 drops bursts of connections (1 s SYN retry)
+
+        server = Server(("127.0.0.1", self._port), Handler)
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
@@ -278,6 +308,7 @@ class FakeTelegram:
 
     def stop(self) -> None:
         """Stop listening: later requests fail to connect, as when Telegram is unreachable."""
+        self.release()
         if self._server is None:
             return
         self._server.shutdown()
@@ -320,7 +351,47 @@ class FakeTelegram:
                 _Failure(status, description, retry_after, times)
             )
 
+    def hang_after(self, count: int) -> None:
+        """Record the ``count``-th message from now and every later one, but answer none of
+        them until ``release()`` (a bot killed in this state cannot know they arrived)."""
+        with self._lock:
+            self._hang_at = self._accepted + count
+            self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held messages (to whoever still listens) and stop hanging."""
+        with self._lock:
+            self._hang_at = None
+        self._released.set()
+
     # ---- request handling (server threads) ---------------------------------------------
+
+    def _over_limit(self, chat_id: int | str) -> int | None:
+        """Seconds to wait if a message to ``chat_id`` now breaks a limit (and count the 429)."""
+        now = time.monotonic()
+        with self._lock:
+            chat = self._chat_arrivals.setdefault(chat_id, deque())
+            windows: list[tuple[deque[float], int, float]] = [
+                (self._arrivals, 30, 1.0),
+                (chat, 1, 1.0),
+            ]
+            if isinstance(chat_id, int) and chat_id < 0:
+                windows.append((chat, 20, 60.0))
+            wait = 0.0
+            for arrivals, limit, length in windows:
+                recent = [t for t in arrivals if t > now - length]
+                if len(recent) >= limit:
+                    wait = max(wait, recent[len(recent) - limit] + length - now)
+            if wait > 0:
+                self.too_many_requests += 1
+                return max(1, int(wait + 0.999))
+            self._arrivals.append(now)
+            chat.append(now)
+            while self._arrivals and self._arrivals[0] <= now - 1.0:
+                self._arrivals.popleft()
+            while chat and chat[0] <= now - 60.0:
+                chat.popleft()
+            return None
 
     def _take_failure(self, method: str) -> _Failure | None:
         with self._lock:
@@ -378,17 +449,41 @@ class FakeTelegram:
             return 400, _error(400, "Bad Request: message text is empty")
         if chat_id in self.blocked_chats:
             return 403, _error(403, "Forbidden: bot was blocked by the user")
+        if chat_id in self.migrated_chats:
+            body = _error(400, "Bad Request: group chat was upgraded to a supergroup chat")
+            body["parameters"] = {"migrate_to_chat_id": self.migrated_chats[chat_id]}
+            return 400, body
+        thread = params.get("message_thread_id")
+        if thread is not None:
+            topics = self.forums.get(chat_id) if isinstance(chat_id, int) else None
+            if topics is None or thread not in topics:
+                return 400, _error(400, "Bad Request: message thread not found")
         parse_mode = params.get("parse_mode")
         problem = check_message_text(text, parse_mode if isinstance(parse_mode, str) else None)
         if problem is not None:
             return 400, _error(400, problem)
+        if self.enforce_limits:
+            retry_after = self._over_limit(chat_id)
+            if retry_after is not None:
+                body = _error(429, f"Too Many Requests: retry after {retry_after}")
+                body["parameters"] = {"retry_after": retry_after}
+                return 429, body
         with self._lock:
             message_id = self._next_message_id
             self._next_message_id += 1
+            self._accepted += 1
+            hang = self._hang_at is not None and self._accepted >= self._hang_at
             others = {k: v for k, v in params.items() if k not in ("chat_id", "text", "parse_mode")}
             self._sent.append(
                 SentMessage(message_id, chat_id, text, parse_mode if parse_mode else None, others)
             )
+            if hang:
+                self.held += 1
+        if hang:
+            self.hanging.set()
+            self._released.wait()
+            with self._lock:
+                self.held -= 1
         chat: dict[str, Any] = {"id": chat_id, "type": "private", "first_name": "Reader"}
         if isinstance(chat_id, str):
             chat = {"id": -1001, "type": "channel", "title": chat_id}
@@ -405,6 +500,11 @@ class FakeTelegram:
 
     def _method_getupdates(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {"ok": True, "result": []}
+
+    def held_texts(self) -> list[str]:
+        """Texts of the messages accepted but not answered yet."""
+        with self._lock:
+            return [message.text for message in self._sent[len(self._sent) - self.held :]]
 
     def _ok_true(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {"ok": True, "result": True}

@@ -1,8 +1,9 @@
-"""Reserved for the Atom work (entry updates, archive paging);
-empty until that work lands.
+"""Reserved for the Atom work (entry updates, archive paging); that work needed no schema change.
 
-Revision slots are reserved in advance so that work on different parts of the schema can land in
-any order without forking the migration history.
+Entry updates use the articles' own `updated_at` (moved by bot.store.update_article_with_matches),
+and archive pages are cut from the order entries entered a feed, which the matches' `matched_at`
+and the article ids already give (bot.store.feed_history). The revision stays, empty, so the
+migration chain keeps its reserved shape.
 
 Revision ID: 0005
 Revises: 0004

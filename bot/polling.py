@@ -1,0 +1,53 @@
+"""Settings → the polling machinery: a source's job (cadence, listing selectors) and the shared
+politeness of every request (host gate, robots.txt). Kept apart from bot.app so the wiring of
+ingestion lives in one short place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from feeds.cadence import Cadence
+from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits
+from feeds.listing import ListingSelectors
+from feeds.politeness import HostGate
+from feeds.robots import RobotsCache
+
+from .ingest import SourceJob
+from .settings import Settings, SourceSettings
+
+
+def job_for(source: SourceSettings, backoff_cap: timedelta = timedelta(hours=6)) -> SourceJob:
+    """The slice of a source's settings that a poll needs."""
+    cadence = Cadence(
+        every=source.every,
+        min_every=source.shortest_interval,
+        max_every=source.longest_interval,
+        backoff_cap=backoff_cap,
+    )
+    listing = None
+    if source.selectors is not None:
+        listing = ListingSelectors(
+            links=source.selectors.links,
+            title=source.selectors.title,
+            date=source.selectors.date,
+        )
+    return SourceJob(source.name, source.url, source.full_text, cadence, listing)
+
+
+def polite_fetching(
+    settings: Settings, client: httpx.AsyncClient, limits: FetchLimits
+) -> tuple[HostGate, RobotsCache | None]:
+    """The one host gate every request of this process goes through, and the robots.txt cache
+    (None when `fetch.robots` is off)."""
+    gate = HostGate(
+        total=settings.fetch.concurrency,
+        per_host=settings.fetch.per_host,
+        min_delay=settings.fetch.host_delay.total_seconds(),
+    )
+    robots = None
+    if settings.fetch.robots:
+        user_agent = settings.fetch.user_agent or DEFAULT_USER_AGENT
+        robots = RobotsCache(client, user_agent, limits=limits, gate=gate)
+    return gate, robots

@@ -1,0 +1,108 @@
+"""Stories in the database: which stored articles are copies of one story, and who ran them.
+
+bot.store calls :func:`assign_story` in the transaction that stores a new article, and
+:func:`story_alerted` before queueing an alert, so a chat gets one alert per story however many
+outlets run it. The decision itself is pure (feeds.stories); this module only finds the articles
+worth comparing (through `story_keys`) and records the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, insert, select
+
+from bot.schema import article_stories, articles, outbox, story_keys
+from feeds.models import Article
+from feeds.stories import Fingerprint, closest_story, fingerprint, index_keys
+
+STORY_WINDOW = timedelta(days=3)
+"""How far back a new article looks for its story: copies of a story run within hours or days."""
+
+MAX_CANDIDATES = 500
+"""Bound on the fingerprints read per new article (the most recent first)."""
+
+_KEY_CHUNK = 400
+
+
+@dataclass(frozen=True, slots=True)
+class StoryMate:
+    """Another article of the same story: who ran it, where, and when we saw it."""
+
+    article_id: int
+    source: str
+    url: str
+    title: str
+    published: datetime | None
+    fetched_at: datetime
+
+
+def assign_story(connection: Connection, article_id: int, article: Article, at: datetime) -> int:
+    """Put a newly stored article into a story (an existing one, or its own); its story id."""
+    new = fingerprint(article.title, article.text)
+    keys = list(dict.fromkeys(index_keys(new)))
+    candidates: list[tuple[int, Fingerprint]] = []
+    if keys:
+        sharing = (
+            select(story_keys.c.article_id)
+            .where(story_keys.c.key.in_(keys), story_keys.c.article_id != article_id)
+            .distinct()
+            .scalar_subquery()
+        )
+        rows = connection.execute(
+            select(article_stories.c.story_id, article_stories.c.fingerprint)
+            .where(
+                article_stories.c.article_id.in_(sharing),
+                article_stories.c.created_at >= at - STORY_WINDOW,
+            )
+            .order_by(article_stories.c.created_at.desc())
+            .limit(MAX_CANDIDATES)
+        ).all()
+        candidates = [(row.story_id, Fingerprint.from_text(row.fingerprint)) for row in rows]
+    story_id = closest_story(new, candidates) or article_id
+    connection.execute(
+        insert(article_stories).values(
+            article_id=article_id, story_id=story_id, fingerprint=new.to_text(), created_at=at
+        )
+    )
+    for start in range(0, len(keys), _KEY_CHUNK):
+        connection.execute(
+            insert(story_keys),
+            [{"key": key, "article_id": article_id} for key in keys[start : start + _KEY_CHUNK]],
+        )
+    return story_id
+
+
+def story_alerted(connection: Connection, story_id: int, chat_id: int) -> bool:
+    """Has this chat already had an alert (in any state) for an article of this story?"""
+    query = (
+        select(outbox.c.id)
+        .join_from(outbox, article_stories, outbox.c.article_id == article_stories.c.article_id)
+        .where(article_stories.c.story_id == story_id, outbox.c.chat_id == chat_id)
+        .limit(1)
+    )
+    return connection.execute(query).first() is not None
+
+
+def story_of(connection: Connection, article_id: int) -> int | None:
+    return connection.scalar(
+        select(article_stories.c.story_id).where(article_stories.c.article_id == article_id)
+    )
+
+
+def also_reported_by(connection: Connection, article_id: int) -> list[StoryMate]:
+    """The other articles of this article's story, earliest first (empty if it has none)."""
+    story_id = story_of(connection, article_id)
+    if story_id is None:
+        return []
+    rows = connection.execute(
+        select(articles)
+        .join_from(article_stories, articles, article_stories.c.article_id == articles.c.id)
+        .where(article_stories.c.story_id == story_id, articles.c.id != article_id)
+        .order_by(articles.c.fetched_at, articles.c.id)
+    ).all()
+    return [
+        StoryMate(row.id, row.source, row.url, row.title, row.published, row.fetched_at)
+        for row in rows
+    ]

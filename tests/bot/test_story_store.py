@@ -1,0 +1,81 @@
+"""Stories in the store: copies of one story share a story, alert each chat once, and list the
+other outlets ("also reported by"). Real SQLite files, the committed story examples as articles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.schema import article_stories, outbox
+from bot.store import Store
+from feeds.models import Article, Match, TermHit
+
+EXAMPLES = Path(__file__).parents[1] / "fixtures" / "stories"
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ROUTES = {"ports": [111, 222]}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path / 'stories.sqlite'}")
+    yield opened
+    opened.close()
+
+
+def example(name: str) -> Article:
+    title, _, body = (EXAMPLES / f"{name}.txt").read_text(encoding="utf-8").partition("\n\n")
+    return Article(f"https://{name}.test/a", title, tuple(body.split("\n\n")), "")
+
+
+def ingest(store: Store, source: str, name: str, at: datetime = T0) -> int:
+    found = [Match("ports", (TermHit("Harwick", 1, ("body",)),), "…Harwick…")]
+    added = store.add_article_with_matches(source, name, example(name), found, ROUTES, at)
+    assert added is not None
+    return added.article.id
+
+
+def stories(store: Store) -> dict[int, int]:
+    with store._engine.begin() as connection:  # reading behind the store's back
+        rows = connection.execute(select(article_stories.c.article_id, article_stories.c.story_id))
+        return {row.article_id: row.story_id for row in rows}
+
+
+def alerts(store: Store) -> list[tuple[int, int]]:
+    with store._engine.begin() as connection:
+        rows = connection.execute(select(outbox.c.chat_id, outbox.c.article_id))
+        return sorted((row.chat_id, row.article_id) for row in rows)
+
+
+def test_copies_share_a_story_and_alert_each_chat_once(store: Store) -> None:
+    wire = ingest(store, "wire", "port-strike--wire")
+    copy = ingest(store, "herald", "port-strike--copy-a", T0 + timedelta(minutes=30))
+    rewrite = ingest(store, "wire", "port-strike--rewrite", T0 + timedelta(hours=2))
+    other = ingest(store, "herald", "port-vote--wire", T0 + timedelta(hours=3))
+    assert stories(store) == {wire: wire, copy: wire, rewrite: wire, other: other}
+    assert alerts(store) == [(111, wire), (111, other), (222, wire), (222, other)]
+    mates = store.also_reported_by(wire)
+    assert [(mate.source, mate.article_id) for mate in mates] == [
+        ("herald", copy),
+        ("wire", rewrite),
+    ]
+    assert [mate.source for mate in store.also_reported_by(copy)] == ["wire", "wire"]
+    assert store.also_reported_by(other) == []
+
+
+def test_a_story_older_than_the_window_starts_anew(store: Store) -> None:
+    first = ingest(store, "wire", "flood-warning--wire")
+    later = ingest(store, "herald", "flood-warning--copy-a", T0 + timedelta(days=4))
+    assert stories(store) == {first: first, later: later}
+    assert len(alerts(store)) == 4
+
+
+def test_backtest_queries(store: Store) -> None:
+    first = ingest(store, "wire", "transfer--wire")
+    second = ingest(store, "wire", "rates-decision--wire", T0 + timedelta(days=2))
+    assert [a.id for a in store.articles_since(T0 + timedelta(days=1))] == [second]
+    assert store.matched_article_ids("ports", T0) == {first, second}
+    assert store.matched_article_ids("ports", T0 + timedelta(days=1)) == {second}
