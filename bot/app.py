@@ -20,9 +20,11 @@ from datetime import datetime
 from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits, make_client
 from feeds.match import Matcher
 
+from . import config_edit
+from .commands import ChatCommands
 from .delivery import Deliverer, DeliveryReport, route_table
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
-from .polling import job_for, polite_fetching
+from .polling import job_for, polite_fetching, spread_by_host
 from .publish import ALL_FEED, FeedSpec, Publisher, source_feed_spec
 from .scheduler import Schedule
 from .server import FeedCatalog, FeedServer, make_app
@@ -171,14 +173,21 @@ class App:
         return changed
 
     async def poll_sources(self, jobs: list[SourceJob]) -> list[PollReport]:
-        """Poll sources concurrently, at most `fetch.concurrency` at once."""
+        """Poll sources concurrently, at most `fetch.concurrency` at once; reports in job order.
+
+        Polls start host by host in turn (see `spread_by_host`), so that ten feeds of one site
+        listed together do not take every slot while they wait for that site's turn.
+        """
         gate = asyncio.Semaphore(self.settings.fetch.concurrency)
 
         async def one(job: SourceJob) -> PollReport:
             async with gate:
                 return await self.ingestor.poll(job)
 
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
+        order = spread_by_host(jobs)
+        done = await asyncio.gather(*(one(jobs[index]) for index in order))
+        reports = dict(zip(order, done, strict=True))
+        return [reports[index] for index in range(len(jobs))]
 
     async def deliver(self) -> DeliveryReport:
         assert self.sender is not None
@@ -192,6 +201,7 @@ class App:
                     source_titles={s.name: s.title for s in self.settings.sources},
                     routes=route_table(self.settings.watchlists),
                     clock=self.clock,
+                    on_chat_moved=self.move_chat,
                 )
             return await self._deliverer.deliver(should_stop=lambda: self._stopping)
 
@@ -230,6 +240,42 @@ class App:
         await server.start()
         return server
 
+    async def start_commands(self) -> ChatCommands | None:
+        """Answer chat commands while running, when alerts really go to Telegram."""
+        if not isinstance(self.sender, TelegramSender):
+            return None
+        commands = ChatCommands(
+            self.settings.telegram.token.get_secret_value(),
+            self.settings.telegram.api_url,
+            settings=lambda: self.settings,
+            store=self.store,
+            clock=self.clock,
+            on_change=self.apply_watchlists,
+        )
+        return commands if await commands.start() else None
+
+    async def move_chat(self, old_chat: int, new_chat: int) -> None:
+        """A group became a supergroup: write its new id into the configuration file (comments
+        kept, validated, atomic) and route to it from now on."""
+        path = self.settings.path
+        moved = await asyncio.to_thread(config_edit.move_chat, path, old_chat, new_chat)
+        if moved is not None:
+            log.warning("chat %s is now %s in %s", old_chat, new_chat, self.settings.path)
+            await self.apply_watchlists(moved)
+
+    async def apply_watchlists(self, settings: Settings) -> None:
+        """Take watchlist changes made from chat without a restart: terms (the matcher), routes
+        (new alerts and their delivery options) and feed titles. Everything else in the file is
+        read at start-up only."""
+        self.settings = self.settings.model_copy(update={"watchlists": settings.watchlists})
+        watchlists = self.settings.watchlists
+        self.ingestor.matcher = Matcher([w.to_watchlist() for w in watchlists])
+        self.ingestor.routes = {w.name: tuple(route.chat for route in w.chats) for w in watchlists}
+        if self._deliverer is not None:
+            self._deliverer.routes = route_table(watchlists)
+            self._deliverer.watchlist_titles = {w.name: w.title for w in watchlists}
+        await self.publish()
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Serve feeds, poll on schedule and deliver, until `stop` is set."""
         server = await self.serve()
@@ -238,6 +284,7 @@ class App:
             state = self.store.source_state(source.name, source.url)
             schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
         schedule.start()
+        commands = await self.start_commands()
         log.info(
             "wirewatch running: %d sources, feeds at %s/",
             len(self.settings.sources),
@@ -247,6 +294,8 @@ class App:
             await stop.wait()
         finally:
             self._stopping = True
+            if commands is not None:
+                await commands.stop()
             await schedule.stop(SHUTDOWN_GRACE_SECONDS)
             await server.stop()
 

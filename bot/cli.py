@@ -279,17 +279,14 @@ def article_json(article: Article) -> dict[str, Any]:
 
 def match_command(settings: Settings, path: Path, out: TextIO) -> int:
     matcher = Matcher([w.to_watchlist() for w in settings.watchlists])
+    from .watch_commands import article_from_record
+
     for number, record in enumerate(read_json_lines(path), start=1):
-        fields = {key: record.get(key) or "" for key in ("title", "text", "url", "source")}
-        if not all(isinstance(value, str) for value in fields.values()):
-            raise SystemExit(f"{path}: record {number}: title, text, url and source must be text")
-        article = Article(
-            url=fields["url"],
-            title=fields["title"],
-            paragraphs=tuple(p for p in fields["text"].split("\n\n") if p.strip()),
-            html="",
-        )
-        for match in matcher.match(article, fields["source"] or None):
+        try:  # optional "standfirst" and "language" are read too, for the watchlists' filters
+            article, source = article_from_record(record)
+        except ValueError as error:
+            raise SystemExit(f"{path}: record {number}: {error}") from None
+        for match in matcher.match(article, source):
             line = {"id": record["id"], "watchlist": match.watchlist, "terms": list(match.terms)}
             print(json.dumps(line, ensure_ascii=False), file=out)
     return 0

@@ -24,7 +24,10 @@ The rules, in the order a send meets them:
 - **403** (the bot was blocked or removed): the chat is disabled in the store, its alerts end as
   `failed`, and it is reported in the log; nothing more is sent to it.
 - **Group upgraded to a supergroup**: the new id is stored (`chat_states.migrated_to`), the alert
-  is sent there at once, and every later alert for the old id follows it.
+  is sent there at once, and every later alert for the old id follows it; ``on_chat_moved`` lets
+  the app rewrite the id in the configuration file too.
+- **Muted** (/mute): the watchlist's alerts still reach that chat, in order, but silently
+  (Telegram's disable_notification) until the mute ends: muting never loses an alert.
 - **Other permanent failures** (message refused even as plain text, chat not found) end that alert
   as `failed`; the chat's later alerts go on.
 """
@@ -35,7 +38,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -131,6 +134,7 @@ class Deliverer:
         backoff_base: float = 30.0,
         backoff_cap: float = 900.0,
         blocking: Blocking | None = None,
+        on_chat_moved: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -145,6 +149,9 @@ class Deliverer:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._blocking: Blocking = blocking or asyncio.to_thread
+        self.on_chat_moved = on_chat_moved
+        """Told (old id, new id) when a group became a supergroup, to update the configuration;
+        the store's record of the move already covers every alert meanwhile."""
         self._backoff: dict[int, tuple[int, float]] = {}
         """chat → (failures in a row, throttle-clock time before which it is not tried)."""
 
@@ -202,6 +209,10 @@ class Deliverer:
             if not batch:
                 return False
             states = await self._blocking(self.store.chat_states)
+            muted = await self._blocking(functools.partial(self.store.muted, self.clock()))
+            others = await self._blocking(
+                functools.partial(self.store.other_reports, [alert.article.id for alert in batch])
+            )
             target = _resolve(chat_id, states)
             refused = states.get(target)
             if refused is not None and refused.disabled_reason is not None:
@@ -220,7 +231,9 @@ class Deliverer:
                     await self._claim(alert)
                 except AlertStateError:  # another process took it meanwhile: theirs to send
                     continue
-                text, options = self._render(alert)
+                text, options = self._render(
+                    alert, (chat_id, alert.watchlist) in muted, others.get(alert.article.id, ())
+                )
                 self.throttle.leaving(target)
                 failure: DeliveryError | None = None
                 try:
@@ -242,6 +255,7 @@ class Deliverer:
                     continue
                 step = self._settle(alert, chat_id, target, failure, tally)
                 if failure.migrate_to is not None:
+                    await self._chat_moved(target, failure.migrate_to)
                     migrations += 1
                     if migrations > _MAX_MIGRATIONS:
                         return True
@@ -252,6 +266,14 @@ class Deliverer:
                 if step != "next":
                     break
         return False
+
+    async def _chat_moved(self, old_chat: int, new_chat: int) -> None:
+        if self.on_chat_moved is None:
+            return
+        try:
+            await self.on_chat_moved(old_chat, new_chat)
+        except Exception:  # the move is stored; a config that cannot be rewritten is only logged
+            log.exception("could not write chat %s's new id %s to the config", old_chat, new_chat)
 
     async def _claim(self, alert: PendingAlert) -> None:
         """Mark the alert `sending`, the step before the request.
@@ -272,7 +294,9 @@ class Deliverer:
                 self.store.mark_alert_failed(alert.id, "stopped before sending", self.clock())
             raise
 
-    def _render(self, alert: PendingAlert) -> tuple[str, SendOptions]:
+    def _render(
+        self, alert: PendingAlert, silent: bool, other_sources: Sequence[str]
+    ) -> tuple[str, SendOptions]:
         route = self.routes.get((alert.watchlist, alert.chat_id), RouteOptions())
         article = alert.article
         text = format_alert(
@@ -280,12 +304,15 @@ class Deliverer:
             self.watchlist_titles.get(alert.watchlist, alert.watchlist),
             self.source_titles.get(article.source, article.source),
             timezone=route.timezone,
+            also_reported_by=[self.source_titles.get(name, name) for name in other_sources],
         )
         options = SendOptions(
             thread_id=route.thread_id,
             link_preview=route.link_preview,
             preview_url=article.url or None,
             button_url=article.url or None,
+            silent=silent,
+            mute_watchlist=alert.watchlist,
         )
         return text, options
 

@@ -4,14 +4,16 @@ ingestion lives in one short place."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from itertools import zip_longest
 
 import httpx
 
 from feeds.cadence import Cadence
 from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits
 from feeds.listing import ListingSelectors
-from feeds.politeness import HostGate
+from feeds.politeness import HostGate, host_of
 from feeds.robots import RobotsCache
 
 from .ingest import SourceJob
@@ -51,3 +53,14 @@ def polite_fetching(
         user_agent = settings.fetch.user_agent or DEFAULT_USER_AGENT
         robots = RobotsCache(client, user_agent, limits=limits, gate=gate)
     return gate, robots
+
+
+def spread_by_host(jobs: Sequence[SourceJob]) -> list[int]:
+    """The indexes of `jobs` in round-robin order of their hosts: the first job of each host (in
+    order of first appearance), then the second of each, and so on."""
+    by_host: dict[str, list[int]] = {}
+    for index, job in enumerate(jobs):
+        by_host.setdefault(host_of(job.url), []).append(index)
+    return [
+        index for round_ in zip_longest(*by_host.values()) for index in round_ if index is not None
+    ]

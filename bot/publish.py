@@ -13,16 +13,19 @@ entry to the next page; only an update of one of its articles, or the appearance
 the newest archive page; readers recognise them by id, which RFC 5005 allows.
 
 Feeds are rendered when their content may have changed (after a poll that stored something, and
-once at start), never per request. A document whose entries and links are the same as last time is
-not even rendered again; one whose bytes changed is put in the catalog and written to disk,
+once at start), never per request. Each publish reads the feeds' histories without article bodies;
+a document whose items and links are the same as last time is not read further nor rendered again
+(archive pages, nearly always); one whose bytes changed is put in the catalog and written to disk,
 atomically (write a temporary file, then rename), so a reader of the file never sees half a feed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import re
+import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +58,9 @@ __all__ = [
 FEED_ID_DATE = "2026"
 SUMMARY_FALLBACK_CHARACTERS = 300
 """A summary without a match snippet (full-text source feeds) is the start of the text."""
+MAX_RELATED_LINKS = 20
+"""Other outlets' reports linked from one entry (earliest first): a story every outlet carried
+must not turn each of its entries into a page of links."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,14 @@ def source_feed_spec(name: str, title: str) -> FeedSpec:
 
 @dataclass(frozen=True, slots=True)
 class _Document:
+    """One document to publish, described by its items without their text: comparing this with
+    what a path was last rendered from tells whether it changed (any edit of an article moves
+    its ``updated_at``), without reading or rendering any article body."""
+
     path: str
     meta: FeedMeta
-    entries: tuple[AtomEntry, ...]
+    items: tuple[FeedItem, ...]
+    """Oldest first; articles without text and html."""
     last_modified: datetime
     listed: bool
 
@@ -103,20 +114,21 @@ class Publisher:
     """A WebSub hub advertised in every document (the application pings it on changes)."""
     source_feed_urls: Mapping[str, str] = field(default_factory=dict)
     """source name → the outlet's own feed, written as the entries' ``<source>`` self link."""
-    _rendered: dict[str, tuple[FeedMeta, tuple[AtomEntry, ...]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    _rendered: dict[str, _Document] = field(default_factory=dict, compare=False, repr=False)
     """path → what it was last rendered from, so an unchanged document is not rendered again."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    """Scheduled polls may publish from two worker threads at once: one publish at a time."""
 
     def publish(self, specs: Sequence[FeedSpec]) -> list[str]:
         """Render every feed and its archive pages; return the paths of the subscription
         documents whose bytes changed (what a WebSub hub must be told about)."""
         changed = []
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for spec in specs:
-            for document in self._documents(spec, self._history(spec)):
-                if self._publish_document(spec, document) and document.listed:
-                    changed.append(document.path)
+        with self._lock:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for spec in specs:
+                for document in self._documents(spec, self._history(spec)):
+                    if self._publish_document(spec, document) and document.listed:
+                        changed.append(document.path)
         return changed
 
     def url_of(self, path: str) -> str:
@@ -127,9 +139,10 @@ class Publisher:
         return self.url_of(feed_path(name))
 
     def _history(self, spec: FeedSpec) -> list[FeedItem]:
+        """The feed's items, oldest first, without article bodies (see `_Document`)."""
         if spec.source is not None:
-            return self.store.source_history(spec.source)
-        return self.store.feed_history(spec.watchlist)
+            return self.store.source_history(spec.source, content=False)
+        return self.store.feed_history(spec.watchlist, content=False)
 
     def _documents(self, spec: FeedSpec, history: Sequence[FeedItem]) -> list[_Document]:
         """The subscription document and every archive page, from the oldest-first history."""
@@ -186,17 +199,20 @@ class Publisher:
             hub_url=self.hub_url,
             paging=paging,
         )
-        newest_first = tuple(self._entry(item) for item in reversed(items))
         last_modified = max((item.article.updated_at for item in items), default=EMPTY_FEED_UPDATED)
-        return _Document(path, meta, newest_first, last_modified, listed)
+        return _Document(path, meta, tuple(items), last_modified, listed)
 
     def _publish_document(self, spec: FeedSpec, document: _Document) -> bool:
         """Render, store and write one document; whether its bytes changed."""
-        source = (document.meta, document.entries)
-        if self._rendered.get(document.path) == source:
+        if self._rendered.get(document.path) == document:
             return False
-        body = render_atom(document.meta, document.entries)
-        self._rendered[document.path] = source
+        full = self.store.articles_by_id([item.article.id for item in document.items])
+        entries = [
+            self._entry(dataclasses.replace(item, article=full.get(item.article.id, item.article)))
+            for item in reversed(document.items)
+        ]
+        body = render_atom(document.meta, entries)
+        self._rendered[document.path] = document
         current = self.catalog.get(document.path)
         if current is not None and current.body == body:
             return False
@@ -238,7 +254,10 @@ class Publisher:
             summary_type="html",
             content_html=content,
             categories=(*item.watchlists, *item.terms),
-            related=item.related,
+            related=tuple(
+                (self.source_titles.get(outlet, outlet), url)
+                for outlet, url in item.related[:MAX_RELATED_LINKS]
+            ),
             source_url=self.source_feed_urls.get(article.source),
         )
 

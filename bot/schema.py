@@ -47,8 +47,8 @@ NAMING_CONVENTION = {
 
 ALERT_STATUSES = ("pending", "sending", "sent", "logged", "unknown", "failed")
 """Outbox states: pending → sending → sent | logged; sending → pending on a temporary failure,
-→ failed on a permanent one (never retried); sending → unknown when a crash left the outcome
-unknown (never resent)."""
+→ failed on a permanent one (never retried); sending → unknown when a crash or a lost answer left
+the outcome unknown (never resent)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -223,6 +223,16 @@ chat_states = Table(
     Column("disabled_reason", Text),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("chat_id"),
+)
+
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("chat_id", BigInteger, nullable=False),
+    Column("watchlist", Text, nullable=False),
+    # Until then the watchlist's alerts reach this chat silently (no notification sound).
+    Column("until", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("chat_id", "watchlist"),
 )
 
 # Learned per-site boilerplate (feeds.templates): a site's page count, and per block of text seen on

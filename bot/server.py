@@ -68,11 +68,10 @@ ICON_SVG = (
 )
 """The feeds' ``<icon>``: a square feed symbol, served by the server so it always resolves."""
 
-_NAME = r"[a-z0-9][a-z0-9_-]{0,63}"
+_NAME = rf"[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}"
 # Every path a document can be published at: a watchlist's feed (or "all"), a source's full-text
 # feed, and the RFC 5005 archive pages of either.
 _DOCUMENT_PATH = re.compile(rf"(feeds|sources)/({_NAME})(?:/archive/([1-9][0-9]{{0,8}}))?\.atom")
-_FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 _GZIP_TOKEN = re.compile(r"^\s*(?:gzip|x-gzip)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$", re.IGNORECASE)
 
@@ -150,11 +149,6 @@ class FeedCatalog:
         return sorted(
             feeds, key=lambda feed: (feed.kind, feed.path != feed_path(ALL_FEED), feed.path)
         )
-
-
-def is_feed_name(name: str) -> bool:
-    """Whether ``name`` can be a feed name (a watchlist's, a source's, or "all")."""
-    return len(name) <= MAX_NAME_LENGTH and _FEED_NAME.fullmatch(name) is not None
 
 
 def is_document_path(path: str) -> bool:

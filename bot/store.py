@@ -18,12 +18,17 @@ never leads to a resend):
 
     pending ──mark_alert_sending──▶ sending ──mark_alert_sent──▶ sent | logged
        ▲                               │
-       └──────mark_alert_failed────────┤
-                                       └──crash, recover_interrupted_alerts──▶ unknown
+       └──────mark_alert_failed────────┤ (permanent: ──▶ failed)
+                                       ├──crash, recover_interrupted_alerts──▶ unknown
+                                       └──no answer, mark_alert_unknown──▶ unknown
+
+A pending alert may carry `next_attempt_at` (Telegram's retry_after): bot.delivery holds its chat
+until then. The rules for each outcome are in bot/delivery.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +56,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import ReturningInsert
 
-from bot.schema import articles, chat_states, matches, outbox, sources
-from bot.story_store import StoryMate, also_reported_by, assign_story, story_alerted
+from bot.schema import articles, chat_states, matches, mutes, outbox, sources
+from bot.story_store import (
+    StoryMate,
+    also_reported_by,
+    assign_story,
+    related_reports,
+    story_alerted,
+)
 from bot.template_store import learn_site_page, load_site_template
 from feeds.models import Article, ConditionalHeaders, Match
 from feeds.templates import SiteTemplate
@@ -666,6 +677,43 @@ class Store:
                 .values(migrated_to=new_chat_id, updated_at=at)
             )
 
+    def other_reports(self, article_ids: list[int]) -> dict[int, tuple[str, ...]]:
+        """For each article, the sources of the other reports of its story (bot.story_store),
+        each once, earliest first: an alert's "also reported by"."""
+        with self._engine.begin() as connection:
+            related = related_reports(connection, article_ids)
+        return {
+            article_id: tuple(dict.fromkeys(source for source, _ in reports))
+            for article_id, reports in related.items()
+        }
+
+    def mute(self, chat_id: int, watchlist: str, until: datetime) -> None:
+        """Deliver the watchlist's alerts to this chat silently until ``until`` (replaces any
+        earlier mute of that pair)."""
+        with self._engine.begin() as connection:
+            statement = _insert(connection, mutes).values(
+                chat_id=chat_id, watchlist=watchlist, until=until
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[mutes.c.chat_id, mutes.c.watchlist], set_={"until": until}
+                )
+            )
+
+    def unmute(self, chat_id: int, watchlist: str | None = None) -> int:
+        """End the chat's mute of ``watchlist`` (None: of every watchlist); how many ended."""
+        statement = mutes.delete().where(mutes.c.chat_id == chat_id)
+        if watchlist is not None:
+            statement = statement.where(mutes.c.watchlist == watchlist)
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount
+
+    def muted(self, at: datetime) -> set[tuple[int, str]]:
+        """(chat, watchlist) pairs muted at ``at``."""
+        query = select(mutes.c.chat_id, mutes.c.watchlist).where(mutes.c.until > at)
+        with self._engine.begin() as connection:
+            return {(chat_id, watchlist) for chat_id, watchlist in connection.execute(query)}
+
     def set_chat_disabled(self, chat_id: int, reason: str | None, at: datetime) -> None:
         """Stop (reason given) or resume (None) alerts to a chat."""
         with self._engine.begin() as connection:
@@ -714,20 +762,24 @@ class Store:
         """
         with self._engine.begin() as connection:
             if watchlist is None:
-                return _all_feed_items(connection, limit)
-            return _watchlist_feed_items(connection, watchlist, limit)
+                return _with_related(connection, _all_feed_items(connection, limit))
+            return _with_related(connection, _watchlist_feed_items(connection, watchlist, limit))
 
-    def feed_history(self, watchlist: str | None) -> list[FeedItem]:
+    def feed_history(self, watchlist: str | None, *, content: bool = True) -> list[FeedItem]:
         """Every item of a watchlist's feed (or of `all`), oldest first: the order they entered
-        the feed (first match, then article id), which the feed's archive pages are cut from."""
-        with self._engine.begin() as connection:
-            return _feed_history(connection, watchlist)
+        the feed (first match, then article id), which the feed's archive pages are cut from.
 
-    def source_history(self, source: str) -> list[FeedItem]:
+        ``content=False`` leaves the articles' text and html empty (a fraction of the reading):
+        enough to tell which documents changed; `articles_by_id` then fetches the rest."""
+        with self._engine.begin() as connection:
+            return _with_related(connection, _feed_history(connection, watchlist, content))
+
+    def source_history(self, source: str, *, content: bool = True) -> list[FeedItem]:
         """Every article of a source, matched or not, oldest first (by when it was stored), for
-        the source's full-text feed; without watchlists, terms or snippet."""
+        the source's full-text feed; without watchlists, terms or snippet. ``content`` as for
+        `feed_history`."""
         query = (
-            select(articles)
+            select(*(articles.c if content else _WITHOUT_CONTENT))
             .where(articles.c.source == source)
             .order_by(articles.c.fetched_at, articles.c.id)
         )
@@ -735,7 +787,7 @@ class Store:
             rows = connection.execute(query).all()
         return [
             FeedItem(
-                article=(article := _stored_article(row._mapping)),
+                article=(article := _stored_article(row._mapping, content=content)),
                 watchlists=(),
                 terms=(),
                 snippet="",
@@ -743,6 +795,29 @@ class Store:
             )
             for row in rows
         ]
+
+    def articles_by_id(self, ids: Collection[int]) -> dict[int, StoredArticle]:
+        """Full stored articles by id (ids not found are left out)."""
+        unique = list(dict.fromkeys(ids))
+        found: dict[int, StoredArticle] = {}
+        with self._engine.begin() as connection:
+            for start in range(0, len(unique), _GUID_CHUNK):
+                chunk = unique[start : start + _GUID_CHUNK]
+                for row in connection.execute(select(articles).where(articles.c.id.in_(chunk))):
+                    article = _stored_article(row._mapping)
+                    found[article.id] = article
+        return found
+
+
+def _with_related(connection: Connection, items: list[FeedItem]) -> list[FeedItem]:
+    """Fill each item's `related` with the other outlets' reports of its story (bot.story_store)."""
+    related = related_reports(connection, [item.article.id for item in items])
+    return [
+        dataclasses.replace(item, related=related[item.article.id])
+        if related.get(item.article.id)
+        else item
+        for item in items
+    ]
 
 
 def _source_state(row: RowMapping, url: str) -> SourceState:
@@ -1025,11 +1100,16 @@ def _merged_feed_item(article: StoredArticle, rows: Sequence[Mapping[Any, Any]])
     )
 
 
-def _feed_history(connection: Connection, watchlist: str | None) -> list[FeedItem]:
+_WITHOUT_CONTENT = tuple(column for column in articles.c if column.name not in ("text", "html"))
+"""The article columns a feed needs to tell whether an entry changed (updated_at moves with any
+edit), without the bulk of the text."""
+
+
+def _feed_history(connection: Connection, watchlist: str | None, content: bool) -> list[FeedItem]:
     """One pass over the matches joined to their articles, grouped per article in Python (no IN
     list, so any length of history is fine); the first row of an article is its first match."""
     query = (
-        select(matches, articles)
+        select(matches, *(articles.c if content else _WITHOUT_CONTENT))
         .join_from(matches, articles, matches.c.article_id == articles.c.id)
         .order_by(matches.c.matched_at, articles.c.id, matches.c.watchlist)
     )
@@ -1040,7 +1120,7 @@ def _feed_history(connection: Connection, watchlist: str | None) -> list[FeedIte
         mapping = row._mapping
         article_id = mapping[articles.c.id]
         if article_id not in grouped:
-            grouped[article_id] = (_stored_article(mapping), [])
+            grouped[article_id] = (_stored_article(mapping, content=content), [])
         grouped[article_id][1].append(
             {
                 "watchlist": mapping[matches.c.watchlist],
@@ -1052,8 +1132,11 @@ def _feed_history(connection: Connection, watchlist: str | None) -> list[FeedIte
     return [_merged_feed_item(article, rows) for article, rows in grouped.values()]
 
 
-def _stored_article(row: RowMapping) -> StoredArticle:
-    """The article columns of a row, looked up by Column so joins with clashing names work."""
+def _stored_article(row: RowMapping, *, content: bool = True) -> StoredArticle:
+    """The article columns of a row, looked up by Column so joins with clashing names work.
+
+    ``content=False`` for a row selected without text and html (see `_WITHOUT_CONTENT`): they
+    are left empty."""
     columns = articles.c
     return StoredArticle(
         id=row[columns.id],
@@ -1061,8 +1144,8 @@ def _stored_article(row: RowMapping) -> StoredArticle:
         guid=row[columns.guid],
         url=row[columns.url],
         title=row[columns.title],
-        text=row[columns.text],
-        html=row[columns.html],
+        text=row[columns.text] if content else "",
+        html=row[columns.html] if content else "",
         author=row[columns.author],
         published=row[columns.published],
         fetched_at=row[columns.fetched_at],

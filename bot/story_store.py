@@ -106,3 +106,37 @@ def also_reported_by(connection: Connection, article_id: int) -> list[StoryMate]
         StoryMate(row.id, row.source, row.url, row.title, row.published, row.fetched_at)
         for row in rows
     ]
+
+
+def related_reports(
+    connection: Connection, article_ids: list[int]
+) -> dict[int, tuple[tuple[str, str], ...]]:
+    """For each article, (source, url) of the other articles of its story, earliest first: the
+    "also reported by" links of feed entries. Two queries for a whole page of articles."""
+    if not article_ids:
+        return {}
+    mine = connection.execute(
+        select(article_stories.c.article_id, article_stories.c.story_id).where(
+            article_stories.c.article_id.in_(article_ids)
+        )
+    ).all()
+    story_of_article = {row.article_id: row.story_id for row in mine}
+    if not story_of_article:
+        return {}
+    members = connection.execute(
+        select(article_stories.c.story_id, articles.c.id, articles.c.source, articles.c.url)
+        .join_from(article_stories, articles, article_stories.c.article_id == articles.c.id)
+        .where(article_stories.c.story_id.in_(set(story_of_article.values())))
+        .order_by(articles.c.fetched_at, articles.c.id)
+    ).all()
+    by_story: dict[int, list[tuple[int, str, str]]] = {}
+    for row in members:
+        by_story.setdefault(row.story_id, []).append((row.id, row.source, row.url))
+    return {
+        article_id: tuple(
+            (source, url)
+            for other, source, url in by_story.get(story_id, [])
+            if other != article_id
+        )
+        for article_id, story_id in story_of_article.items()
+    }

@@ -241,6 +241,10 @@ class SendOptions:
     """The link to preview (the article), when ``link_preview`` is not "off"."""
     button_url: str | None = None
     """Adds an "Open article" button under the message."""
+    silent: bool = False
+    """Deliver without a notification sound (the chat muted this watchlist for a while)."""
+    mute_watchlist: str | None = None
+    """Adds a "Mute WATCHLIST 1h" button, answered by bot.commands (callback data "mute:NAME")."""
 
 
 class Sender(Protocol):
@@ -300,6 +304,10 @@ class _TokenRedactor(logging.Filter):
         "telegram.Bot",
         "telegram.request.BaseRequest",
         "telegram.request.HTTPXRequest",
+        "telegram.ext",
+        "telegram.ext.ExtBot",
+        "telegram.ext.Application",
+        "telegram.ext.Updater",
     )
 
     def __init__(self) -> None:
@@ -324,6 +332,12 @@ class _TokenRedactor(logging.Filter):
 
 
 _redactor = _TokenRedactor()
+
+
+def protect_token(token: str) -> None:
+    """Redact ``token`` from the log records of httpx and PTB from now on (idempotent). Call it
+    before building any Bot or Application that uses the token."""
+    _redactor.protect(token)
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
@@ -361,6 +375,12 @@ def _retry_seconds(error: RetryAfter) -> float:
         return value.total_seconds()
     return float(value)
 
+
+MAX_CALLBACK_DATA = 64
+"""Telegram's limit for a button's callback data, in bytes."""
+MUTE_BUTTON_LABEL = "1h"
+MUTE_BUTTON = dt.timedelta(hours=1)
+"""How long the mute button under an alert mutes its watchlist in that chat."""
 
 CONNECTIONS = 16
 """HTTP connections to the Bot API: enough to keep 30 messages a second flowing when each
@@ -439,10 +459,14 @@ class TelegramSender:
             await self.start()  # Telegram was unreachable at start-up: try again now
         options = options or SendOptions()
         preview = _preview_options(options)
-        markup = None
+        buttons = []
         if options.button_url and _is_linkable(options.button_url):
-            button = telegram.InlineKeyboardButton("Open article", url=options.button_url)
-            markup = telegram.InlineKeyboardMarkup([[button]])
+            buttons.append(telegram.InlineKeyboardButton("Open article", url=options.button_url))
+        data = f"mute:{options.mute_watchlist}" if options.mute_watchlist else ""
+        if data and len(data.encode()) <= MAX_CALLBACK_DATA:
+            label = _clip(f"🔕 Mute {options.mute_watchlist} {MUTE_BUTTON_LABEL}", 40)
+            buttons.append(telegram.InlineKeyboardButton(label, callback_data=data))
+        markup = telegram.InlineKeyboardMarkup([buttons]) if buttons else None
         try:
             message = await self._bot.send_message(
                 chat_id,
@@ -451,6 +475,7 @@ class TelegramSender:
                 link_preview_options=preview,
                 message_thread_id=options.thread_id,
                 reply_markup=markup,
+                disable_notification=options.silent,
             )
         except TelegramError as error:
             failure = self._sort(error)
@@ -473,6 +498,7 @@ class TelegramSender:
                 link_preview_options=preview,
                 message_thread_id=options.thread_id,
                 reply_markup=markup,
+                disable_notification=options.silent,
             )
         except TelegramError as error:
             failure = self._sort(error)

@@ -193,6 +193,10 @@ class Verdict:
 
 # Blocks this long or longer are never dropped by the sandwich rule.
 _SANDWICH_MAX_CHARS = 700
+# A sign-up widget (newsletter, registration) is several short lines: its title, a pitch, and the
+# messages it shows after a click. A short line between two of its recognised lines is part of it.
+_WIDGET_REASONS = frozenset({"newsletter prompt", "registration message"})
+_WIDGET_SANDWICH_MAX_CHARS = 200
 
 
 def judge_blocks(
@@ -208,7 +212,8 @@ def judge_blocks(
     Beyond the single-block rules: a block that repeats the title, standfirst, byline or dateline
     is dropped (the page shows them above the body; they are fields of the Article, not prose);
     a short block that an adjacent caption repeats ("X" next to "X (Getty Images)") is the caption's
-    echo; and a block sandwiched between two appeal blocks is part of the same appeal box.
+    echo; and a block sandwiched between two appeal blocks is part of the same appeal box, as is a
+    short line between two lines of a sign-up widget.
     """
     repeats = {
         fold_for_comparison(value) for value in (title, standfirst, author, dateline) if value
@@ -245,4 +250,11 @@ def judge_blocks(
             and reasons[index + 1] == "appeal"
         ):
             reasons[index] = "appeal"
+        elif (
+            reasons[index] is None
+            and len(blocks[index]) <= _WIDGET_SANDWICH_MAX_CHARS
+            and reasons[index - 1] in _WIDGET_REASONS
+            and reasons[index + 1] in _WIDGET_REASONS
+        ):
+            reasons[index] = reasons[index - 1]
     return [Verdict(block, reason) for block, reason in zip(blocks, reasons, strict=True)]

@@ -1,4 +1,5 @@
-"""Find the rest of an article that the content engine cut short: sibling chunks of its body.
+"""Find the rest of an article that the content engine cut short: sibling chunks of its body,
+and quotation blocks (embedded posts) between its paragraphs.
 
 Many sites split one article body into several sibling containers (a "chunk" per few paragraphs,
 with an advert slot between them). trafilatura scores containers one by one and keeps the best,
@@ -41,12 +42,19 @@ _PROSE_TAGS = ("p", "blockquote", "h2", "h3", "h4", "ul", "ol")
 _SENTENCE_END = (".", "!", "?", "…", '"', "”", "’", "»", ")", ":")
 
 
+MIN_QUOTE_CHARS = 40
+"""A quotation block inside the body is taken back when it holds at least this much text."""
+
+
 @dataclass(frozen=True, slots=True)
 class Continuations:
-    """Prose elements found in sibling chunks, before and after the body that was kept."""
+    """Prose elements found in sibling chunks, before and after the body that was kept, and
+    quotation blocks inside the body's container that the content engine dropped."""
 
     before: tuple[Any, ...]
     after: tuple[Any, ...]
+    quotes: tuple[tuple[str | None, Any], ...] = ()
+    """(the folded text of the kept paragraph it follows, or None at the start; the element)."""
 
 
 def block_text(element: Any) -> str:
@@ -107,6 +115,9 @@ def find_continuations(root: Any, kept_texts: list[str]) -> Continuations:
         return Continuations((), ())
     container, _ = parents.most_common(1)[0]
     kept_elements = set(container.iter())
+    quotes: tuple[tuple[str | None, Any], ...] = ()
+    if container.find(".//blockquote") is not None:
+        quotes = _missed_quotes(container, {fold_for_comparison(text) for text in kept_texts})
 
     before: list[Any] = []
     after: list[Any] = []
@@ -142,4 +153,34 @@ def find_continuations(root: Any, kept_texts: list[str]) -> Continuations:
         if before or after:
             break
         node = parent
-    return Continuations(tuple(before), tuple(after))
+    return Continuations(tuple(before), tuple(after), quotes)
+
+
+def _missed_quotes(container: Any, kept: set[str]) -> tuple[tuple[str | None, Any], ...]:
+    """Quotation blocks among the body's paragraphs that did not come through, each with the
+    kept paragraph it follows.
+
+    Embedded posts (a tweet quoted in the story) are `blockquote`s between the paragraphs; content
+    engines drop them as "social" widgets, but what they quote is part of the story as written,
+    and often what a watchlist is after. Mostly-link blocks stay out.
+    """
+    found: list[tuple[str | None, Any]] = []
+    anchor: str | None = None
+    inside: set[Any] = set()
+    for element in container.iter("p", "blockquote"):
+        if element in inside:
+            continue
+        folded = fold_for_comparison(block_text(element))
+        if element.tag == "p":
+            if folded in kept:
+                anchor = folded
+            continue
+        inside.update(element.iter())
+        text = block_text(element)
+        already = folded in kept or any(
+            fold_for_comparison(block_text(paragraph)) in kept for paragraph in element.iter("p")
+        )
+        if already or len(text) < MIN_QUOTE_CHARS or _link_density(element, len(text)) > 0.5:
+            continue
+        found.append((anchor, element))
+    return tuple(found)

@@ -251,7 +251,7 @@ def _content_blocks(tree: Any, url: str) -> list[_Block] | None:
 
 def _with_continuations(blocks: list[_Block], page: Any) -> list[_Block]:
     """The content engine's blocks, with the sibling chunks it left out (`feeds.chunks`)."""
-    found = find_continuations(page, [block.text for block in blocks if block.tag == "p"])
+    found = find_continuations(page, [block.text for block in blocks if block.text])
 
     def as_blocks(elements: tuple[Any, ...]) -> list[_Block]:
         return [
@@ -260,7 +260,14 @@ def _with_continuations(blocks: list[_Block], page: Any) -> list[_Block]:
             if (text := _display(element))
         ]
 
-    return [*as_blocks(found.before), *blocks, *as_blocks(found.after)]
+    body = list(blocks)
+    for anchor, element in reversed(found.quotes):  # reversed: each goes right after its anchor
+        position = 0
+        if anchor is not None:
+            matches = [i for i, b in enumerate(body) if fold_for_comparison(b.text) == anchor]
+            position = matches[-1] + 1 if matches else len(body)
+        body[position:position] = as_blocks((element,))
+    return [*as_blocks(found.before), *body, *as_blocks(found.after)]
 
 
 def html_to_article_body(fragment: str, base_url: str) -> tuple[tuple[str, ...], str]:

@@ -31,10 +31,11 @@ from feeds.normalize import canonical_form
 SKETCH_SIZE = 128
 SHINGLE_WORDS = 4
 
-SAME_BODY = 0.2
+SAME_BODY = 0.15
 """Body resemblance at or above which two articles are one story whatever their titles. On the
-examples, copies and rewrites of one story score 0.26 to 0.93 and different stories on the same
-topic and day at most 0.08 (word 4-shingles rarely repeat by chance)."""
+examples, different stories on the same topic and day score at most 0.08 (word 4-shingles
+rarely repeat by chance), copies and rewrites of a full story 0.26 to 0.93, and a trimmed copy
+("More to follow") 0.12 to 0.20 against the others of its story."""
 SAME_BODY_WITH_TITLE = 0.1
 """Body resemblance enough when the titles are close (at least SAME_TITLE)."""
 SAME_TITLE = 0.6

@@ -38,6 +38,7 @@ from bot.sample_site import SampleSite
 from bot.server import FeedCatalog, FeedServer, make_app
 from bot.settings import load_settings
 from bot.store import ArticleIdentity, Store
+from bot.websub import notify_hub
 from feeds.models import Article, Match, TermHit
 from tests.conftest import free_port, require_tool
 from tests.support.atom_checks import validator_problems
@@ -352,3 +353,12 @@ async def test_a_failing_hub_does_not_stop_publishing(
         assert "feeds/energy.atom" in report.changed_feeds
         assert app.catalog.get("feeds/energy.atom") is not None
     assert "hub answered 500" in caplog.text
+
+
+async def test_an_unreachable_hub_is_reported_not_raised() -> None:
+    port = free_port()  # nothing listens there
+    failures = await notify_hub(
+        f"http://127.0.0.1:{port}/", ["http://a.example/1", "http://a.example/2"], "test"
+    )
+    assert len(failures) == 2
+    assert all("ConnectError" in failure for failure in failures)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import statistics
 import sys
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             timings[name].append(best)
             scores[name][page_id] = score_page(truth[page_id]["articleBody"], text)
 
-    print(f"{len(ids)} pages from {args.data}")
+    load = os.getloadavg()[0]
+    print(f"{len(ids)} pages from {args.data}; 1-minute load average {load:.2f} at the end")
     print()
     print("| extractor | pages | precision | recall | F1 | median ms/page |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -108,7 +108,7 @@ def make_watchlists(term_count: int, names: list[str], rng: random.Random) -> li
 def make_articles(
     count: int, names: list[str], rng: random.Random, watchlists: list[Watchlist] | None = None
 ) -> list[Article]:
-    """News-like articles; with watchlists, about a third are about the terms of one of them."""
+    """News-like articles; with watchlists, one in ten is about the terms of one of them."""
     topic: list[str] = []
 
     def sentence(words: int, mentions: float) -> str:
@@ -127,7 +127,7 @@ def make_articles(
     articles = []
     for number in range(count):
         topic = []
-        if watchlists and rng.random() < 0.35:
+        if watchlists and rng.random() < 0.1:
             chosen = rng.choice(watchlists)
             topic = [*chosen.keywords[:2], *chosen.all_of]
         accented = number % 10 == 0

@@ -7,9 +7,9 @@ run it (timed figures do not belong in unit tests).
 
 What runs, all on 127.0.0.1:
 
-1. A temporary SQLite store is filled with 300 synthetic articles (3 KB of text each) matched by
-   two watchlists, and ``bot.publish.Publisher`` renders every feed, with archive pages, exactly
-   as ``wirewatch run`` does; the documents land in a temporary directory.
+1. A temporary SQLite store is filled with 300 synthetic articles (about 4 KB of distinct text
+   each) matched by two watchlists, and ``bot.publish.Publisher`` renders every feed, with
+   archive pages, exactly as ``wirewatch run`` does; the documents land in a temporary directory.
 2. wirewatch's feed server (``bot.server``, uvicorn, one process) serves those documents from its
    catalog; nginx (one worker process, access log off) serves the same files from disk.
 3. ``wrk`` runs the same scenarios against each: readers fetching the 50-entry ``all`` feed (200
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -48,6 +49,14 @@ from bot.server import FeedCatalog
 from bot.store import Store
 from feeds.models import Article, Match, TermHit
 
+ARTICLES = 300
+_WORDS = """
+officials talks envoys ministers Kyiv Ukraine Nato Brussels Moscow Warsaw Berlin ceasefire grain
+corridor energy grid winter strikes pipeline sanctions troops border drills summit parliament vote
+budget aid package delegation spokesperson said would could next week on Monday on Tuesday after
+before during while the a of to in and for with that
+"""
+VOCABULARY = tuple(_WORDS.split())
 TARGET_SHARE = 0.25
 TARGET_P99_MS = 50.0
 FEED_PATH = "/feeds/all.atom"
@@ -58,6 +67,7 @@ SPECS = [
     source_feed_spec("world", "World Desk"),
 ]
 NGINX_CONFIG = """
+{user}
 worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
@@ -107,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="wirewatch-bench-serve-") as temporary:
         root = Path(temporary)
-        root.chmod(0o755)  # nginx started as root reads files as an unprivileged worker
         documents = root / "documents"
         size = publish_documents(root, documents)
         print(f"published {size} bytes at {FEED_PATH} (and archives) into {documents}")
@@ -127,22 +136,20 @@ def main(argv: list[str] | None = None) -> int:
 def publish_documents(root: Path, documents: Path) -> int:
     """Fill a store and publish every feed the way the application does; the feed's size."""
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    paragraph = (
-        "Officials in Kyiv said talks with Nato envoys would continue next week, while analysts "
-        "warned that Ukraine's energy grid remained exposed to winter strikes. "
-    ) * 4
+    randomness = random.Random(6)
     with Store.open(f"sqlite:///{root / 'bench.sqlite3'}") as store:
-        for number in range(300):
+        for number in range(ARTICLES):
+            paragraphs = tuple(sentences(randomness, 6) for _ in range(5))
             article = Article(
                 url=f"https://world.example/news/{number}",
-                title=f"Story {number}: talks continue in Kyiv",
-                paragraphs=(paragraph,) * 5,
-                html="".join(f"<p>{paragraph}</p>" for _ in range(5)),
+                title=f"Story {number}: {sentences(randomness, 1)[:70]}",
+                paragraphs=paragraphs,
+                html="".join(f"<p>{paragraph}</p>" for paragraph in paragraphs),
                 author="Staff reporter",
                 published=start + timedelta(minutes=number),
             )
             found = [
-                Match(name, (TermHit(term, 2, ("text",)),), paragraph[:160])
+                Match(name, (TermHit(term, 2, ("text",)),), paragraphs[0][:160])
                 for name, term in (("ukraine", "Ukraine"), ("nato", "Nato"))
             ]
             at = start + timedelta(minutes=number)
@@ -157,6 +164,18 @@ def publish_documents(root: Path, documents: Path) -> int:
         )
         publisher.publish(SPECS)
     return (documents / "all.atom").stat().st_size
+
+
+def sentences(randomness: random.Random, count: int) -> str:
+    """News-like filler: distinct for every article, as real articles are (identical bodies
+    would all be one story to the near-duplicate detection, and not a fair workload)."""
+    return " ".join(
+        " ".join(
+            randomness.choice(VOCABULARY) for _ in range(randomness.randint(12, 24))
+        ).capitalize()
+        + "."
+        for _ in range(count)
+    )
 
 
 def free_port() -> int:
@@ -198,7 +217,10 @@ def running_nginx(root: Path, documents: Path) -> Iterator[str]:
     port = free_port()
     (root / "tmp").mkdir(exist_ok=True)
     config = root / "nginx.conf"
-    config.write_text(NGINX_CONFIG.format(root=root, port=port, documents=documents))
+    # Started as root, nginx would read files as "nobody", who may not enter a private temporary
+    # directory: its worker then stays root (loopback only, for the length of the benchmark).
+    user = "user root;" if os.geteuid() == 0 else ""
+    config.write_text(NGINX_CONFIG.format(user=user, root=root, port=port, documents=documents))
     process = subprocess.Popen(
         ["nginx", "-c", str(config), "-p", str(root), "-e", str(root / "nginx-error.log")],
         stdout=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from feeds.stories import (
     SAME_TITLE,
     Fingerprint,
     body_resemblance,
+    closest_story,
     fingerprint,
     same_story,
     title_similarity,
@@ -94,7 +95,40 @@ def main() -> int:
         f"\nchosen: body ≥ {SAME_BODY}, or body ≥ {SAME_BODY_WITH_TITLE} with title ≥ {SAME_TITLE}:"
         f" {found}/{same} same-story pairs found, {joined}/{different} different pairs joined"
     )
+    stories = assign_in_order(examples)
+    found, same, joined, different = story_pairs(examples, stories)
+    print(
+        f"as the store assigns them (each article joins the closest earlier story, agency copy"
+        f" first): {found}/{same} same-story pairs in one story, {joined}/{different} different"
+        f" pairs in one story, {len(set(stories.values()))} stories for"
+        f" {len({e.story for e in examples})}"
+    )
     return 0
+
+
+def assign_in_order(examples: list[Example]) -> dict[str, int]:
+    """Story ids as bot.story_store gives them, articles arriving agency copy first."""
+    ordered = sorted(examples, key=lambda e: (not e.name.endswith("--wire"), e.name))
+    stories: dict[str, int] = {}
+    seen: list[tuple[int, Fingerprint]] = []
+    for number, example in enumerate(ordered):
+        story = closest_story(example.fingerprint, seen)
+        stories[example.name] = number if story is None else story
+        seen.append((stories[example.name], example.fingerprint))
+    return stories
+
+
+def story_pairs(examples: list[Example], stories: dict[str, int]) -> tuple[int, int, int, int]:
+    found = same = joined = different = 0
+    for a, b in pairs(examples):
+        together = stories[a.name] == stories[b.name]
+        if a.story == b.story:
+            same += 1
+            found += together
+        else:
+            different += 1
+            joined += together
+    return found, same, joined, different
 
 
 if __name__ == "__main__":

@@ -57,3 +57,16 @@ def test_retry_time_message_id_and_unknown_outcome(store: Store) -> None:
         store.mark_alert_unknown(third.id, "again", T0)  # only from sending
     assert store.alert_counts() == {"pending": 1, "sent": 1, "unknown": 1}
     assert store.pending_chats() == [(1, T0 + timedelta(seconds=9))]
+
+
+def test_mutes_expire_and_can_be_ended(store: Store) -> None:
+    store.mute(5, "ukraine", T0 + timedelta(hours=2))
+    store.mute(5, "energy", T0 + timedelta(hours=1))
+    store.mute(6, "ukraine", T0 + timedelta(hours=1))
+    assert store.muted(T0) == {(5, "ukraine"), (5, "energy"), (6, "ukraine")}
+    assert store.muted(T0 + timedelta(hours=1)) == {(5, "ukraine")}  # the others expired
+    store.mute(5, "ukraine", T0 + timedelta(minutes=30))  # a new mute replaces the old one
+    assert store.muted(T0 + timedelta(hours=1)) == set()
+    assert store.unmute(5, "energy") == 1
+    assert store.unmute(6) == 1
+    assert store.unmute(6) == 0

@@ -287,7 +287,14 @@ async def test_a_migrated_group_gets_its_alerts_at_the_new_id(store: Store, time
         queue(store, title, [-5])
     sender = ScriptedSender(time)
     sender.failures[-5] = DeliveryError("migrated", permanent=False, migrate_to=-1005)
-    assert await deliver(store, sender, time) == (2, 0)
+    moves: list[tuple[int, int]] = []
+
+    async def moved(old: int, new: int) -> None:
+        moves.append((old, new))
+
+    report = await deliverer(store, sender, time, on_chat_moved=moved).deliver()
+    assert (report.sent, report.failed) == (2, 0)
+    assert moves == [(-5, -1005)]  # told once, so the configuration can follow
     assert titles(sender, -1005) == ["first", "second"]
     assert store.chat_states()[-5].migrated_to == -1005
     queue(store, "third", [-5])  # the config still names the old id
@@ -344,7 +351,46 @@ async def test_routes_choose_topic_time_zone_and_preview(store: Store, time: Fak
     sender = ScriptedSender(time)
     await deliverer(store, sender, time, routes=routes).deliver()
     options = {chat: sent_options for chat, _, _, sent_options in sender.sent}
-    assert options[7] == SendOptions(None, "off", "https://news.test/first", "https://news.test/first")
-    assert options[-100] == SendOptions(
-        12, "above", "https://news.test/first", "https://news.test/first"
+    url = "https://news.test/first"
+    assert options[7] == SendOptions(None, "off", url, url, mute_watchlist="w")
+    assert options[-100] == SendOptions(12, "above", url, url, mute_watchlist="w")
+
+
+async def test_a_muted_watchlist_arrives_silently_until_the_mute_ends(
+    store: Store, time: FakeTime
+) -> None:
+    queue(store, "first", [1, 2])
+    store.mute(1, "w", T0 + timedelta(minutes=10))
+    sender = ScriptedSender(time)
+    await deliverer(store, sender, time).deliver()
+    silent = {chat: options.silent for chat, _, _, options in sender.sent if options}
+    assert silent == {1: True, 2: False}  # muted: delivered all the same, without a sound
+    time.seconds = 600
+    queue(store, "second", [1])
+    await deliverer(store, sender, time).deliver()
+    assert sender.sent[-1][3] is not None and sender.sent[-1][3].silent is False
+
+
+async def test_other_outlets_of_the_story_are_named(store: Store, time: FakeTime) -> None:
+    text = (
+        "Ministers from twelve countries met in Vilnius on Tuesday to agree a common plan for "
+        "air defence along the eastern border, officials said after talks that lasted all day."
     )
+    for source, guid in (("src", "a"), ("wire", "b")):
+        url = f"https://{source}.test/{guid}"
+        article = Article(url=url, title="Ministers agree", paragraphs=(text,), html="")
+        match = Match("w", (TermHit("x", 1, ("body",)),), "x")
+        store.add_article_with_matches(source, guid, article, [match], {"w": [1]}, T0)
+    sender = ScriptedSender(time)
+    await Deliverer(
+        store,
+        sender,
+        "sent",
+        watchlist_titles={},
+        source_titles={"wire": "Wire Service"},
+        clock=time.now,
+        throttle=time.throttle(),
+        blocking=direct,
+    ).deliver()
+    [(_, alert, _, _)] = sender.sent  # one story, one alert
+    assert "\nAlso reported by: Wire Service\n" in alert

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.polling import job_for
+from bot.ingest import SourceJob
+from bot.polling import job_for, spread_by_host
 from bot.settings import SettingsError, load_settings
 
 BASE = """\
@@ -95,3 +96,19 @@ def test_mistakes_are_located(tmp_path: Path, source: str, fetch: str, expected:
     found = problems(tmp_path, source, fetch)
     assert found and all(line.startswith(str(tmp_path / "w.yaml") + ":") for line in found)
     assert any(expected in line for line in found), found
+
+
+def test_polls_start_host_by_host_in_turn() -> None:
+    jobs = [
+        SourceJob(name, url)
+        for name, url in [
+            ("a1", "https://a.example/1"),
+            ("a2", "https://a.example/2"),
+            ("a3", "https://A.example:8443/3"),
+            ("b1", "https://b.example/1"),
+            ("c1", "https://c.example/1"),
+            ("b2", "https://b.example/2"),
+        ]
+    ]
+    assert [jobs[i].name for i in spread_by_host(jobs)] == ["a1", "b1", "c1", "a2", "b2", "a3"]
+    assert spread_by_host([]) == []

@@ -12,7 +12,13 @@ import feedparser
 import pytest
 from lxml import etree
 
-from bot.publish import FeedSpec, Publisher, highlight_html, source_feed_spec
+from bot.publish import (
+    MAX_RELATED_LINKS,
+    FeedSpec,
+    Publisher,
+    highlight_html,
+    source_feed_spec,
+)
 from bot.server import FeedCatalog
 from bot.store import ArticleIdentity, FeedItem, Store
 from feeds.models import Article, Match, TermHit
@@ -268,10 +274,20 @@ def test_related_links_hook_reaches_the_feed(store: Store, tmp_path: Path) -> No
     publisher = make_publisher(store, tmp_path)
     [item] = store.feed_history("ukraine")
     assert item.related == ()  # nothing fills it yet
-    reported = dataclasses.replace(item, related=(("Other Outlet", "https://other.example/a"),))
+    reported = dataclasses.replace(
+        item, related=(("world", "https://world.example/b"), ("Other", "https://other.example/a"))
+    )
     entry = publisher._entry(reported)
-    assert entry.related == (("Other Outlet", "https://other.example/a"),)
+    # A source name becomes the outlet's title; anything else is shown as given.
+    assert entry.related == (
+        ("World Desk", "https://world.example/b"),
+        ("Other", "https://other.example/a"),
+    )
     assert publisher._entry(item).related == ()
+    many = dataclasses.replace(
+        item, related=tuple(("x", f"https://x.example/{n}") for n in range(MAX_RELATED_LINKS + 5))
+    )
+    assert len(publisher._entry(many).related) == MAX_RELATED_LINKS
 
 
 def test_feed_history_is_oldest_first_and_merges_watchlists(store: Store) -> None:

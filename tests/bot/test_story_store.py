@@ -79,3 +79,14 @@ def test_backtest_queries(store: Store) -> None:
     assert [a.id for a in store.articles_since(T0 + timedelta(days=1))] == [second]
     assert store.matched_article_ids("ports", T0) == {first, second}
     assert store.matched_article_ids("ports", T0 + timedelta(days=1)) == {second}
+
+
+def test_feed_items_carry_the_other_reports_of_their_story(store: Store) -> None:
+    wire = ingest(store, "wire", "port-strike--wire")
+    ingest(store, "herald", "port-strike--copy-a", T0 + timedelta(minutes=30))
+    other = ingest(store, "herald", "port-vote--wire", T0 + timedelta(hours=3))
+    related = {item.article.id: item.related for item in store.feed_items("ports", 10)}
+    assert related[wire] == (("herald", "https://port-strike--copy-a.test/a"),)
+    assert related[other] == ()
+    history = {item.article.id: item.related for item in store.feed_history(None)}
+    assert history[wire] == related[wire]

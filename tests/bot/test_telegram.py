@@ -551,6 +551,38 @@ async def test_route_options_reach_telegram(api: FakeTelegram) -> None:
     assert private.params["reply_markup"] == {
         "inline_keyboard": [[{"text": "Open article", "url": url}]]
     }
+    assert not topic.params.get("disable_notification")  # a normal alert makes a sound
+
+
+async def test_an_alert_offers_a_mute_button(api: FakeTelegram) -> None:
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        url = "https://news.example/world/1"
+        await sender.send(42, "x", SendOptions(button_url=url, mute_watchlist="ukraine"))
+        await sender.send(42, "y", SendOptions(mute_watchlist="w" * 70))  # data over 64 bytes
+    finally:
+        await sender.stop()
+    first, second = api.sent
+    assert first.params["reply_markup"] == {
+        "inline_keyboard": [
+            [
+                {"text": "Open article", "url": url},
+                {"text": "🔕 Mute ukraine 1h", "callback_data": "mute:ukraine"},
+            ]
+        ]
+    }
+    assert "reply_markup" not in second.params
+
+
+async def test_a_silent_message_disables_the_notification(api: FakeTelegram) -> None:
+    sender = TelegramSender(api.token, api.base_url, timeout=5)
+    await sender.start()
+    try:
+        await sender.send(42, "x", SendOptions(silent=True))
+    finally:
+        await sender.stop()
+    assert api.sent[0].params["disable_notification"] is True
 
 
 async def test_a_missing_forum_topic_is_permanent(api: FakeTelegram) -> None:

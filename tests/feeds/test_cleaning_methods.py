@@ -2,6 +2,7 @@
 
 - sibling chunks: an article body split over several same-shaped containers comes out whole,
   while same-shaped teaser cards do not come in;
+- a quotation block (an embedded post) among the body's paragraphs stays, in place;
 - a description that is the body's first paragraph stays in the body (it is the lede);
 - updated time and lead image are read;
 - the phrase rules for promotions after the story, with real prose that must survive them.
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feeds.boilerplate import boilerplate_reason
+from feeds.boilerplate import boilerplate_reason, judge_blocks
 from feeds.extract import extract_article
 
 URL = "https://paper.example/2026/11/story.html"
@@ -78,6 +79,31 @@ def test_same_shaped_teaser_cards_are_not_taken_for_chunks(card: str) -> None:
     )
     article = extract_article(page, URL)
     assert list(article.paragraphs) == story
+
+
+def test_embedded_posts_quoted_in_the_body_stay_in_place() -> None:
+    """A post quoted between paragraphs (as sites embed tweets) is part of the story as written;
+    content engines drop it as a social widget."""
+    story = prose("ad campaign", 4)
+    post = (
+        "<div class='social-embed'><blockquote class='twitter-tweet'><p lang='en'>Yes this is"
+        " real and yes the state spent half a million on it <a href='https://t.co/x'>t.co/x</a>"
+        "</p>— A Reader (@reader) <a href='https://twitter.com/r/1'>November 18, 2019</a>"
+        "</blockquote></div>"
+    )
+    page = (
+        "<html><head><title>Campaign</title></head><body><article><h1>Campaign</h1>"
+        "<div class='entry-content'>"
+        f"<p>{story[0]}</p><p>{story[1]}</p>{post}<p>{story[2]}</p><p>{story[3]}</p>"
+        "</div></article></body></html>"
+    )
+    article = extract_article(page, URL)
+    quoted = (
+        "Yes this is real and yes the state spent half a million on it t.co/x — A Reader "
+        "(@reader) November 18, 2019"
+    )
+    assert list(article.paragraphs) == [*story[:2], quoted, *story[2:]]
+    assert "<blockquote>" in article.html
 
 
 def test_a_description_that_is_the_first_paragraph_stays_in_the_body() -> None:
@@ -180,3 +206,21 @@ def test_promotion_rules(block: str, reason: str) -> None:
 )
 def test_promotion_rules_keep_prose(paragraph: str) -> None:
     assert boilerplate_reason(paragraph) is None
+
+
+def test_a_sign_up_widget_goes_as_a_whole() -> None:
+    """The widget's own pitch and messages have no fixed wording; between two of its recognised
+    lines they go with it. A paragraph of the story next to the widget stays."""
+    story = prose("match", 2)
+    blocks = [
+        story[0],
+        "Morning Briefing Newsletter",
+        "Get the day's big stories, analysis and the odd surprise.",
+        "Thanks for signing up!",
+        "Keep an eye on your inbox for the latest news.",
+        "Sorry!",
+        "There was an error processing your subscription.",
+        story[1],
+    ]
+    kept = [v.text for v in judge_blocks(blocks) if v.reason is None]
+    assert kept == story

@@ -300,3 +300,18 @@ def test_quick_spans_equal_the_reference_spans(text: str) -> None:
 
 def text_of(text: str, span: tuple[int, int]) -> str:
     return text[span[0] : span[1]]
+
+
+def test_building_restores_the_garbage_collector_state() -> None:
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        Matcher([Watchlist("ok", ("a",)), Watchlist("bad", ("--",))])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Matcher([Watchlist("ok", ("a",))])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -30,6 +30,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import json
@@ -268,6 +269,10 @@ class FakeTelegram:
         self.held = 0
         """Messages accepted and not answered (see hang_after)."""
         self._lock = threading.Lock()
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1
+        self._updates_ready = threading.Condition()
+        self._closing = False
         self._sent: list[SentMessage] = []
         self._calls: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -287,6 +292,7 @@ class FakeTelegram:
 
     def start(self) -> None:
         fake = self
+        self._closing = False
 
         class Handler(_Handler):
             api = fake
@@ -311,6 +317,9 @@ class FakeTelegram:
         self.release()
         if self._server is None:
             return
+        with self._updates_ready:
+            self._closing = True
+            self._updates_ready.notify_all()  # end long polls now
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -499,17 +508,83 @@ class FakeTelegram:
         }
 
     def _method_getupdates(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return 200, {"ok": True, "result": []}
+        """Long polling as Telegram does it: updates from ``offset`` on, else wait up to
+        ``timeout`` seconds (capped at 2 here) for one to arrive; the offset confirms the rest."""
+        offset = int(params.get("offset") or 0)
+        timeout = min(float(params.get("timeout") or 0), 2.0)
+        deadline = time.monotonic() + timeout
+        with self._updates_ready:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while not self._updates and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._updates_ready.wait(remaining)
+            return 200, {"ok": True, "result": list(self._updates)}
 
-    def held_texts(self) -> list[str]:
-        """Texts of the messages accepted but not answered yet."""
-        with self._lock:
-            return [message.text for message in self._sent[len(self._sent) - self.held :]]
+    def send_command(
+        self,
+        text: str,
+        *,
+        user_id: int,
+        chat_id: int | None = None,
+        thread_id: int | None = None,
+        chat_type: str = "private",
+    ) -> None:
+        """Queue a message from a user for getUpdates (a command gets its bot_command entity)."""
+        chat = chat_id if chat_id is not None else user_id
+        message: dict[str, Any] = {
+            "message_id": 10_000 + self._next_update_id,
+            "date": 1644257700,
+            "chat": {"id": chat, "type": chat_type, "first_name": "Reader", "title": "Group"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Reader"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split(maxsplit=1)[0])
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+            message["chat"]["is_forum"] = True
+        with self._updates_ready:
+            self._updates.append({"update_id": self._next_update_id, "message": message})
+            self._next_update_id += 1
+            self._updates_ready.notify_all()
+
+    def press_button(self, data: str, *, user_id: int, chat_id: int) -> None:
+        """Queue a press on an inline button carrying ``data``, under a message in ``chat_id``."""
+        with self._updates_ready:
+            update_id = self._next_update_id
+            self._updates.append(
+                {
+                    "update_id": update_id,
+                    "callback_query": {
+                        "id": str(update_id),
+                        "from": {"id": user_id, "is_bot": False, "first_name": "Reader"},
+                        "chat_instance": "1",
+                        "data": data,
+                        "message": {
+                            "message_id": 1,
+                            "date": 1644257700,
+                            "chat": {"id": chat_id, "type": "private", "first_name": "Reader"},
+                            "text": "an alert",
+                        },
+                    },
+                }
+            )
+            self._next_update_id += 1
+            self._updates_ready.notify_all()
+
+    def replies(self, chat_id: int) -> list[str]:
+        """Texts sent to ``chat_id``, oldest first."""
+        return [m.text for m in self.sent if m.chat_id == chat_id]
 
     def _ok_true(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {"ok": True, "result": True}
 
     _method_setmycommands = _ok_true
+    _method_answercallbackquery = _ok_true
     _method_deletewebhook = _ok_true
     _method_close = _ok_true
     _method_logout = _ok_true
@@ -573,11 +648,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        # The client may be gone (a cancelled long poll, a killed bot): as with Telegram, the
+        # answer is then lost without an error.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr log: the URL path carries the token."""

@@ -1,5 +1,6 @@
-"""Delivery state: when an alert may be retried, Telegram's message id, and what we learnt about
-each chat (the bot was blocked or removed, or a group became a supergroup with a new id).
+"""Delivery state: when an alert may be retried, Telegram's message id, what we learnt about each
+chat (the bot was blocked or removed, or a group became a supergroup with a new id), and the
+watchlists a chat muted for a while.
 
 Written by hand with plain types, like 0001, so later edits to bot.schema cannot change what this
 revision did. Batch mode because SQLite cannot add columns with constraints in place.
@@ -33,9 +34,17 @@ def upgrade() -> None:
         sa.Column("updated_at", _AWARE, nullable=False),
         sa.PrimaryKeyConstraint("chat_id", name="pk_chat_states"),
     )
+    op.create_table(
+        "mutes",
+        sa.Column("chat_id", sa.BigInteger(), nullable=False),
+        sa.Column("watchlist", sa.Text(), nullable=False),
+        sa.Column("until", _AWARE, nullable=False),
+        sa.PrimaryKeyConstraint("chat_id", "watchlist", name="pk_mutes"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("mutes")
     op.drop_table("chat_states")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("message_id")

@@ -1,0 +1,353 @@
+"""The bot in chat: commands answered over getUpdates long polling.
+
+Anyone: /start and /help list the commands, /watchlists what is watched (and which of it comes to
+this chat), /status the health of the sources and the delivery backlog, /latest a watchlist's
+newest matches. Admins only (user ids in
+`telegram.admins`): /add WATCHLIST TERM, /remove WATCHLIST TERM, /subscribe WATCHLIST (this chat,
+this topic), /unsubscribe WATCHLIST. Those edit the YAML file (bot/config_edit.py: comments and
+order kept, validated, atomic) and hand the new settings to ``on_change``, which applies them
+without a restart; anyone else gets a refusal and nothing changes.
+
+The replies are built by pure functions (`help_text`, `watchlists_text`, `status_text`), tested
+with tables; `ChatCommands` is the thin python-telegram-bot wiring: one Application, one handler
+per command, long polling, the command list registered with Telegram at start. Replies are plain
+text (no parse mode), so nothing a user or an outlet wrote can break them, and they go to the chat
+and forum topic the command came from.
+
+/mute WATCHLIST DURATION makes that watchlist's alerts to this chat arrive silently (no
+notification) until the time is up, /unmute ends it: a mute never drops an alert. The "Mute"
+button under each alert does the same for an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+
+from .config_edit import ConfigEditError, add_term, remove_term, subscribe, unsubscribe
+from .health import WINDOW, SourceHealth, source_health
+from .settings import Settings, SettingsError, parse_duration
+from .store import FeedItem, Store
+from .telegram import MUTE_BUTTON, format_time, protect_token
+
+log = logging.getLogger("wirewatch.commands")
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "what this bot does"),
+    ("help", "the commands"),
+    ("watchlists", "what is watched, and what comes to this chat"),
+    ("status", "source health and alerts waiting"),
+    ("latest", "WATCHLIST: its five newest matches"),
+    ("mute", "WATCHLIST DURATION: its alerts arrive silently for a while (e.g. 2h)"),
+    ("unmute", "[WATCHLIST]: end a mute (all, without a name)"),
+    ("add", "WATCHLIST TERM: watch one more term (admins)"),
+    ("remove", "WATCHLIST TERM: stop watching a term (admins)"),
+    ("subscribe", "WATCHLIST: send its alerts here (admins)"),
+    ("unsubscribe", "WATCHLIST: stop sending its alerts here (admins)"),
+)
+REFUSAL = "Only the bot's admins (telegram.admins in the configuration) can change watchlists."
+POLL_TIMEOUT = 10
+"""Seconds a getUpdates request waits for news (long polling); stopping does not wait for it."""
+_MAX_REPLY = 4000
+"""Under Telegram's 4096 limit, with room for the "…" line."""
+
+
+def help_text() -> str:
+    lines = ["wirewatch watches news sources and alerts this chat when a watchlist matches.", ""]
+    lines += [f"/{name} - {description}" for name, description in COMMANDS]
+    return "\n".join(lines)
+
+
+def watchlists_text(settings: Settings, chat_id: int) -> str:
+    """Every watchlist in words, those routed to ``chat_id`` marked with a bell."""
+    lines = []
+    for watchlist in settings.watchlists:
+        here = any(route.chat == chat_id for route in watchlist.chats)
+        mark = "🔔 " if here else ""
+        lines.append(f"{mark}{watchlist.name} ({watchlist.title}): {watchlist.describe()}")
+    lines.append("")
+    lines.append("🔔 = alerts come to this chat")
+    return _fit("\n".join(lines))
+
+
+def status_text(health: Sequence[SourceHealth], outbox: Mapping[str, int]) -> str:
+    """Counts of sources by status, the ones that need a look, and the outbox by state."""
+    by_status = Counter(row.status for row in health)
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))
+    lines = [f"Sources: {summary or 'none'}"]
+    for row in health:
+        if row.status in ("failing", "disabled", "silent"):
+            detail = row.disabled_reason or row.last_error or "no new article for a long time"
+            lines.append(f"- {row.name}: {row.status} ({detail})")
+    waiting = outbox.get("pending", 0) + outbox.get("sending", 0)
+    lines.append(
+        f"Alerts: {waiting} waiting, {outbox.get('sent', 0) + outbox.get('logged', 0)} sent, "
+        f"{outbox.get('failed', 0)} failed, {outbox.get('unknown', 0)} outcome unknown"
+    )
+    return _fit("\n".join(lines))
+
+
+LATEST = 5
+
+
+def latest_text(
+    settings: Settings, words: Sequence[str], items: Callable[[str], Sequence[FeedItem]]
+) -> str:
+    """The newest matches of the watchlist named in ``words``, newest first, with their links."""
+    names = [watchlist.name for watchlist in settings.watchlists]
+    if not words:
+        return f"Usage: /latest WATCHLIST (one of: {', '.join(names)})"
+    name = words[0]
+    if name not in names:
+        return f"There is no watchlist named {name} (try one of: {', '.join(names)})."
+    found = items(name)
+    if not found:
+        return f"Nothing has matched {name} yet."
+    titles = {source.name: source.title for source in settings.sources}
+    lines = [f"Latest for {name}:"]
+    for item in found:
+        article = item.article
+        outlet = titles.get(article.source, article.source)
+        when = format_time(article.published) if article.published else ""
+        lines.append(f"• {' '.join(article.title.split())} ({outlet}{', ' if when else ''}{when})")
+        if article.url:
+            lines.append(f"  {article.url}")
+    return _fit("\n".join(lines))
+
+
+MAX_MUTE = timedelta(days=30)
+
+
+def mute_text(
+    settings: Settings, words: Sequence[str], mute: Callable[[str, datetime], None], now: datetime
+) -> str:
+    """Parse /mute WATCHLIST DURATION, record it through ``mute``, and say until when."""
+    names = [watchlist.name for watchlist in settings.watchlists]
+    if len(words) != 2:
+        return "Usage: /mute WATCHLIST DURATION (e.g. /mute ukraine 2h)"
+    name, duration = words
+    if name not in names:
+        return f"There is no watchlist named {name} (try one of: {', '.join(names)})."
+    try:
+        length = parse_duration(duration)
+    except ValueError as error:
+        return f"Nothing changed: {error}."
+    if not timedelta(minutes=1) <= length <= MAX_MUTE:
+        return "Nothing changed: a mute lasts from 1m to 30d."
+    until = now + length
+    mute(name, until)
+    return f"{name} alerts will arrive silently until {format_time(until)}."
+
+
+def unmute_text(words: Sequence[str], unmute: Callable[[str | None], int]) -> str:
+    name = words[0] if words else None
+    ended = unmute(name)
+    if not ended:
+        return "Nothing was muted here." if name is None else f"{name} was not muted here."
+    return "Alerts make a sound again." if name is None else f"{name} alerts make a sound again."
+
+
+def _fit(text: str) -> str:
+    if len(text.encode("utf-16-le")) // 2 <= _MAX_REPLY:
+        return text
+    cut = text[:_MAX_REPLY].rsplit("\n", 1)[0]
+    return cut + "\n…"
+
+
+def read_status(settings: Settings, store: Store, now: datetime) -> str:
+    states = {state.name: state for state in store.source_states()}
+    activity = store.source_activity(now - WINDOW)
+    published = {s.name: store.recent_publication_times(s.name) for s in settings.sources}
+    configured = [(s.name, s.url) for s in settings.sources]
+    health = source_health(configured, states, activity, published, now)
+    return status_text(health, store.alert_counts())
+
+
+class ChatCommands:
+    """Answers the commands through python-telegram-bot's Application and Updater."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        *,
+        settings: Callable[[], Settings],
+        store: Store,
+        clock: Callable[[], datetime],
+        on_change: Callable[[Settings], Awaitable[None]] | None = None,
+    ) -> None:
+        """``settings`` is called for each command, so a reloaded configuration is seen;
+        ``on_change`` receives the settings an admin command wrote (None: edits are refused)."""
+        protect_token(token)  # before the Application exists: building it logs URLs
+        api_url = api_url.rstrip("/")
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._on_change = on_change
+        self._app = (
+            Application.builder()
+            .token(token)
+            .base_url(f"{api_url}/bot")
+            .base_file_url(f"{api_url}/file/bot")
+            .build()
+        )
+        replies: dict[str, Callable[[Update], str]] = {
+            "start": lambda _: help_text(),
+            "help": lambda _: help_text(),
+            "watchlists": lambda update: watchlists_text(self._settings(), _chat_id(update)),
+            "status": lambda _: read_status(self._settings(), self._store, self._clock()),
+            "latest": lambda update: latest_text(
+                self._settings(),
+                _arguments(update),
+                lambda name: self._store.feed_items(name, LATEST),
+            ),
+            "mute": lambda update: mute_text(
+                self._settings(),
+                _arguments(update),
+                lambda name, until: self._store.mute(_chat_id(update), name, until),
+                self._clock(),
+            ),
+            "unmute": lambda update: unmute_text(
+                _arguments(update), lambda name: self._store.unmute(_chat_id(update), name)
+            ),
+        }
+        for name, reply in replies.items():
+            self._app.add_handler(CommandHandler(name, _answer(reply)))
+        for name in _EDITS:
+            self._app.add_handler(CommandHandler(name, self._edit))
+        self._app.add_handler(CallbackQueryHandler(self._mute_button, pattern=r"^mute:"))
+        self._app.add_error_handler(_log_error)
+        self._running = False
+
+    async def start(self) -> bool:
+        """Register the commands and start long polling; False (logged) if Telegram is
+        unreachable: alerts do not depend on commands, so this is not fatal."""
+        try:
+            await self._app.initialize()
+            await self._app.bot.set_my_commands(
+                [BotCommand(name, description) for name, description in COMMANDS]
+            )
+            assert self._app.updater is not None
+            await self._app.updater.start_polling(
+                timeout=POLL_TIMEOUT, allowed_updates=["message", "callback_query"]
+            )
+            await self._app.start()
+        except TelegramError as error:
+            log.error("bot commands are off for this run: %s", type(error).__name__)
+            await self._app.shutdown()
+            return False
+        self._running = True
+        return True
+
+    async def stop(self) -> None:
+        """Stop polling at once (the open getUpdates is cancelled, not awaited)."""
+        if not self._running:
+            return
+        self._running = False
+        assert self._app.updater is not None
+        await self._app.updater.stop()
+        await self._app.stop()
+        await self._app.shutdown()
+
+
+    async def _mute_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The "Mute WATCHLIST 1h" button under an alert: mute it in that chat, say so."""
+        query = update.callback_query
+        if query is None or query.data is None:
+            return
+        name = query.data.removeprefix("mute:")
+        chat_id = _chat_id(update)
+        if name not in {watchlist.name for watchlist in self._settings().watchlists}:
+            await query.answer(f"There is no watchlist named {name} any more.")
+            return
+        until = self._clock() + MUTE_BUTTON
+        await asyncio.to_thread(self._store.mute, chat_id, name, until)
+        await query.answer(f"{name} alerts arrive silently until {format_time(until)}.")
+
+    async def _edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = update.effective_user
+        if message is None or message.text is None:
+            return
+        reply = await self._apply_edit(
+            message.text, user.id if user else None, _chat_id(update), message.message_thread_id
+        )
+        await message.reply_text(reply, do_quote=False)
+
+    async def _apply_edit(
+        self, text: str, user_id: int | None, chat_id: int, thread_id: int | None
+    ) -> str:
+        """Check the user, edit the file, apply the result; the reply says how it went."""
+        settings = self._settings()
+        if user_id is None or user_id not in settings.telegram.admins:
+            return REFUSAL
+        if self._on_change is None:
+            return "Changing watchlists from chat is not available in this run."
+        name, *words = text.split()
+        command = name.lstrip("/").split("@", 1)[0]
+        edit = _EDITS[command]
+        needs_term = command in ("add", "remove")
+        if len(words) < (2 if needs_term else 1):
+            usage = dict(COMMANDS)[command].split(":", 1)[0]
+            return f"Usage: /{command} {usage}"
+        watchlist, term = words[0], " ".join(words[1:])
+        argument: str | int | None = term if needs_term else chat_id
+        try:
+            changed = await asyncio.to_thread(
+                edit, settings.path, watchlist, argument, thread_id
+            )
+        except ConfigEditError as error:
+            return f"Nothing changed: {error}."
+        except SettingsError as error:
+            reasons = "; ".join(problem.message for problem in error.problems)
+            return f"Nothing changed: the configuration would be invalid ({reasons})."
+        await self._on_change(changed)
+        done = {
+            "add": f'{watchlist} now also watches "{term}".',
+            "remove": f'{watchlist} no longer watches "{term}".',
+            "subscribe": f"{watchlist} alerts now come here.",
+            "unsubscribe": f"{watchlist} alerts no longer come here.",
+        }
+        log.info("chat command /%s %s by user %s", command, " ".join(words), user_id)
+        return done[command]
+
+
+_EDITS: dict[str, Callable[[Path, str, Any, int | None], Settings]] = {
+    "add": lambda path, watchlist, term, _thread: add_term(path, watchlist, term),
+    "remove": lambda path, watchlist, term, _thread: remove_term(path, watchlist, term),
+    "subscribe": lambda path, watchlist, chat, thread: subscribe(path, watchlist, chat, thread),
+    "unsubscribe": lambda path, watchlist, chat, _thread: unsubscribe(path, watchlist, chat),
+}
+
+
+def _arguments(update: Update) -> list[str]:
+    message = update.effective_message
+    return (message.text or "").split()[1:] if message else []
+
+
+def _chat_id(update: Update) -> int:
+    return update.effective_chat.id if update.effective_chat else 0
+
+
+def _answer(
+    reply: Callable[[Update], str],
+) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is None:
+            return
+        await update.effective_message.reply_text(reply(update), do_quote=False)
+
+    return handler
+
+
+async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    log.warning("a command failed: %s", context.error)

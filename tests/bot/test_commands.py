@@ -1,0 +1,333 @@
+"""Chat commands: the replies as pure functions, and the whole round trip through getUpdates long
+polling and python-telegram-bot's Application against the fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.commands import (
+    COMMANDS,
+    REFUSAL,
+    ChatCommands,
+    help_text,
+    latest_text,
+    mute_text,
+    status_text,
+    unmute_text,
+    watchlists_text,
+)
+from bot.health import SourceHealth
+from bot.settings import ChatRoute, Settings, load_settings
+from bot.store import FeedItem, Store, StoredArticle
+from tests.support.fake_telegram import FakeTelegram
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CONFIG = """\
+telegram:
+  admins: [1]       # the only admin
+sources:
+  - {name: wire, url: "https://example.org/wire.xml"}
+watchlists:
+  - {name: ukraine, title: Ukraine crisis, keywords: [Ukraine, Kyiv], chats: [5]}
+  - {name: energy, keywords: [Nord Stream], exclude: [football], chats: [{chat: -100, thread: 3}]}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _timedelta_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG + f"database: sqlite:///{tmp_path / 'db.sqlite3'}\n", encoding="utf-8"
+    )
+    return load_settings(path, {})
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store.open(settings.database) as opened:
+        yield opened
+
+
+def health(name: str, status: str, error: str | None = None) -> SourceHealth:
+    return SourceHealth(
+        name=name,
+        url="https://example.org/x.xml",
+        status=status,
+        last_success_at=None,
+        next_poll_at=None,
+        failure_streak=1 if error else 0,
+        last_error=error,
+        last_error_kind=None,
+        disabled_reason=None,
+        not_modified_share=None,
+        articles_per_day=0.0,
+        last_article_at=None,
+        rhythm=None,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    text = help_text()
+    for name, description in COMMANDS:
+        assert f"/{name} - {description}" in text
+
+
+def test_watchlists_mark_the_ones_for_this_chat(settings: Settings) -> None:
+    text = watchlists_text(settings, 5)
+    assert "🔔 ukraine (Ukraine crisis): Articles mentioning Ukraine or Kyiv" in text
+    assert "\nenergy (energy): Articles mentioning Nord Stream, not football" in text
+    assert "🔔 energy" in watchlists_text(settings, -100)
+
+
+@pytest.mark.parametrize(
+    ("rows", "outbox", "expected"),
+    [
+        ([], {}, "Sources: none\nAlerts: 0 waiting, 0 sent, 0 failed, 0 outcome unknown"),
+        (
+            [health("a", "ok"), health("b", "failing", "HTTP 503"), health("c", "ok")],
+            {"pending": 3, "sent": 10, "logged": 2, "unknown": 1},
+            "Sources: 1 failing, 2 ok\n- b: failing (HTTP 503)\n"
+            "Alerts: 3 waiting, 12 sent, 0 failed, 1 outcome unknown",
+        ),
+    ],
+)
+def test_status_text(rows: list[SourceHealth], outbox: dict[str, int], expected: str) -> None:
+    assert status_text(rows, outbox) == expected
+
+
+def test_a_long_reply_is_cut_at_a_line() -> None:
+    rows = [health(f"source-{n}", "failing", "x" * 80) for n in range(100)]
+    text = status_text(rows, {})
+    assert len(text) <= 4096
+    assert text.endswith("\n…")
+
+
+async def wait_for_reply(api: FakeTelegram, chat: int, count: int = 1) -> list[str]:
+    deadline = time.monotonic() + 10
+    while len(api.replies(chat)) < count:
+        assert time.monotonic() < deadline, f"no reply in chat {chat}"
+        await asyncio.sleep(0.05)
+    return api.replies(chat)
+
+
+async def test_commands_round_trip_through_long_polling(
+    settings: Settings, store: Store
+) -> None:
+    with FakeTelegram() as api:
+        commands = ChatCommands(
+            api.token, api.base_url, settings=lambda: settings, store=store, clock=lambda: NOW
+        )
+        assert await commands.start()
+        try:
+            registered = [params for method, params in api.calls if method == "setMyCommands"]
+            assert [c["command"] for c in registered[0]["commands"]] == [n for n, _ in COMMANDS]
+
+            api.send_command("/watchlists", user_id=5)
+            [reply] = await wait_for_reply(api, 5)
+            assert reply == watchlists_text(settings, 5)
+
+            api.forums[-100] = {3}
+            api.send_command("/status@wirewatch_test_bot", user_id=7, chat_id=-100, thread_id=3)
+            [status] = await wait_for_reply(api, -100)
+            assert status.startswith("Sources: 1 new\n")
+            topic_reply = next(m for m in api.sent if m.chat_id == -100)
+            assert topic_reply.params["message_thread_id"] == 3  # answered in the same topic
+            assert topic_reply.parse_mode is None
+
+            api.send_command("hello", user_id=5)  # not a command: no answer
+            api.send_command("/help", user_id=5)
+            replies = await wait_for_reply(api, 5, 2)
+            assert replies[1] == help_text()
+        finally:
+            started = time.monotonic()
+            await commands.stop()
+            assert time.monotonic() - started < 3  # the open long poll does not hold the stop
+
+
+async def test_commands_are_skipped_when_telegram_is_unreachable(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api = FakeTelegram()
+    api.start()
+    base_url = api.base_url
+    api.stop()
+    commands = ChatCommands(
+        api.token, base_url, settings=lambda: settings, store=store, clock=lambda: NOW
+    )
+    assert await commands.start() is False
+    await commands.stop()
+    assert "bot commands are off for this run" in caplog.text
+    assert api.token not in caplog.text
+
+
+async def test_admins_edit_watchlists_from_chat_and_others_are_refused(
+    settings: Settings, store: Store
+) -> None:
+    applied: list[Settings] = []
+
+    async def apply(changed: Settings) -> None:
+        applied.append(changed)
+
+    current = [settings]
+    before = settings.path.read_text(encoding="utf-8")
+    with FakeTelegram() as api:
+        api.forums[-100] = {9}
+        commands = ChatCommands(
+            api.token,
+            api.base_url,
+            settings=lambda: current[0],
+            store=store,
+            clock=lambda: NOW,
+            on_change=apply,
+        )
+        assert await commands.start()
+        try:
+            api.send_command("/add ukraine Jake Sullivan", user_id=2)  # not an admin
+            [refused] = await wait_for_reply(api, 2)
+            assert refused == REFUSAL
+            assert settings.path.read_text(encoding="utf-8") == before
+            assert applied == []
+
+            api.send_command("/add ukraine Jake Sullivan", user_id=1)
+            [added] = await wait_for_reply(api, 1)
+            assert added == 'ukraine now also watches "Jake Sullivan".'
+            assert applied[-1].watchlists[0].keywords == ("Ukraine", "Kyiv", "Jake Sullivan")
+            current[0] = applied[-1]
+            assert "admins: [1]       # the only admin" in settings.path.read_text("utf-8")
+
+            api.send_command("/subscribe ukraine", user_id=1, chat_id=-100, thread_id=9)
+            [subscribed] = await wait_for_reply(api, -100)
+            assert subscribed == "ukraine alerts now come here."
+            assert applied[-1].watchlists[0].chats[-1] == ChatRoute(chat=-100, thread=9)
+            current[0] = applied[-1]
+
+            api.send_command("/remove ukraine Odesa", user_id=1)
+            api.send_command("/remove", user_id=1)
+            replies = await wait_for_reply(api, 1, 3)
+            assert replies[1] == 'Nothing changed: "Odesa" is not a term of ukraine.'
+            assert replies[2] == "Usage: /remove WATCHLIST TERM"
+            assert len(applied) == 2
+        finally:
+            await commands.stop()
+
+
+def feed_item(title: str, url: str) -> FeedItem:
+    article = StoredArticle(
+        id=1,
+        source="wire",
+        guid=url,
+        url=url,
+        title=title,
+        text="x",
+        html="",
+        author=None,
+        published=NOW,
+        fetched_at=NOW,
+        updated_at=NOW,
+    )
+    return FeedItem(article, ("ukraine",), ("ukraine",), "x", NOW)
+
+
+@pytest.mark.parametrize(
+    ("words", "items", "expected"),
+    [
+        ([], [], "Usage: /latest WATCHLIST (one of: ukraine, energy)"),
+        (["nope"], [], "There is no watchlist named nope (try one of: ukraine, energy)."),
+        (["energy"], [], "Nothing has matched energy yet."),
+        (
+            ["ukraine"],
+            [feed_item("Talks  in\nKyiv", "https://news.example/1"), feed_item("B", "")],
+            "Latest for ukraine:\n• Talks in Kyiv (wire, 1 Mar 2026 12:00 UTC)\n"
+            "  https://news.example/1\n• B (wire, 1 Mar 2026 12:00 UTC)",
+        ),
+    ],
+)
+def test_latest_text(
+    settings: Settings, words: list[str], items: list[FeedItem], expected: str
+) -> None:
+    asked: list[str] = []
+
+    def lookup(name: str) -> list[FeedItem]:
+        asked.append(name)
+        return items
+
+    assert latest_text(settings, words, lookup) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "expected", "recorded"),
+    [
+        (["ukraine", "2h"], "ukraine alerts will arrive silently until 1 Mar 2026 14:00 UTC.",
+         [("ukraine", NOW + timedelta(hours=2))]),
+        (["ukraine"], "Usage: /mute WATCHLIST DURATION (e.g. /mute ukraine 2h)", []),
+        (["nope", "1h"], "There is no watchlist named nope (try one of: ukraine, energy).", []),
+        (["ukraine", "soon"], 'Nothing changed: bad duration "soon" (use e.g. 30s, 10m, 1h, 1d).',
+         []),
+        (["ukraine", "90d"], "Nothing changed: a mute lasts from 1m to 30d.", []),
+    ],
+)  # fmt: skip
+def test_mute_text(
+    settings: Settings,
+    words: list[str],
+    expected: str,
+    recorded: list[tuple[str, datetime]],
+) -> None:
+    mutes: list[tuple[str, datetime]] = []
+    assert mute_text(settings, words, lambda name, until: mutes.append((name, until)), NOW) == (
+        expected
+    )
+    assert mutes == recorded
+
+
+@pytest.mark.parametrize(
+    ("words", "ended", "expected"),
+    [
+        ([], 2, "Alerts make a sound again."),
+        ([], 0, "Nothing was muted here."),
+        (["ukraine"], 1, "ukraine alerts make a sound again."),
+        (["ukraine"], 0, "ukraine was not muted here."),
+    ],
+)
+def test_unmute_text(words: list[str], ended: int, expected: str) -> None:
+    assert unmute_text(words, lambda _: ended) == expected
+
+
+async def test_mute_round_trip(settings: Settings, store: Store) -> None:
+    with FakeTelegram() as api:
+        commands = ChatCommands(
+            api.token, api.base_url, settings=lambda: settings, store=store, clock=lambda: NOW
+        )
+        assert await commands.start()
+        try:
+            api.send_command("/mute ukraine 1h", user_id=5)
+            await wait_for_reply(api, 5)
+            assert store.muted(NOW) == {(5, "ukraine")}
+            api.send_command("/unmute", user_id=5)
+            replies = await wait_for_reply(api, 5, 2)
+            assert replies[1] == "Alerts make a sound again."
+            assert store.muted(NOW) == set()
+
+            api.press_button("mute:energy", user_id=5, chat_id=5)  # the button under an alert
+            deadline = time.monotonic() + 10
+            while not any(method == "answerCallbackQuery" for method, _ in api.calls):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            [answer] = [params for method, params in api.calls if method == "answerCallbackQuery"]
+            assert answer["text"] == "energy alerts arrive silently until 1 Mar 2026 13:00 UTC."
+            assert store.muted(NOW + timedelta(minutes=59)) == {(5, "energy")}
+            assert store.muted(NOW + timedelta(minutes=60)) == set()
+        finally:
+            await commands.stop()
