@@ -22,7 +22,7 @@ from feeds.match import Matcher
 
 from . import config_edit
 from .commands import ChatCommands
-from .delivery import Deliverer, DeliveryReport, route_table
+from .delivery import Deliverer, DeliveryReport, burst_rule, route_table
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
 from .polling import job_for, polite_fetching, spread_by_host
 from .publish import ALL_FEED, FeedSpec, Publisher, source_feed_spec
@@ -202,6 +202,7 @@ class App:
                     routes=route_table(self.settings.watchlists),
                     clock=self.clock,
                     on_chat_moved=self.move_chat,
+                    burst=burst_rule(self.settings.telegram),
                 )
             return await self._deliverer.deliver(should_stop=lambda: self._stopping)
 

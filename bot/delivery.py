@@ -30,6 +30,13 @@ The rules, in the order a send meets them:
   (Telegram's disable_notification) until the mute ends: muting never loses an alert.
 - **Other permanent failures** (message refused even as plain text, chat not found) end that alert
   as `failed`; the chat's later alerts go on.
+- **Rhythm** (bot.rhythm, bot.digest): a route in digest mode, an alert queued in quiet hours, or a
+  chat in a burst holds alerts back; when they are due they go as a digest. A digest message
+  follows every rule above, for all the alerts it carries at once: they are claimed together
+  (`sending`) right before the request and settled together after it, so each alert is in one
+  digest message only, never also sent singly, and a crash mid-request leaves them `unknown`
+  like a single alert. A digest split into several messages claims and settles each message's
+  alerts separately: a crash between two messages leaves the rest pending for the next round.
 """
 
 from __future__ import annotations
@@ -43,15 +50,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from .digest import (
+    BURST_OVER,
+    BurstRule,
+    ChatPlan,
+    burst_note,
+    compose_digest,
+    digest_items,
+    plan_chat,
+)
 from .ratelimit import Throttle
-from .settings import WatchlistSettings
+from .rhythm import Rhythm, parse_quiet_hours, parse_schedule
+from .settings import ChatRoute, TelegramSettings, WatchlistSettings
 from .store import AlertStateError, ChatState, PendingAlert, Store
 from .telegram import DeliveryError, LinkPreview, Sender, SendOptions, format_alert
 
 log = logging.getLogger("wirewatch.delivery")
 
 _BATCH = 20
-"""Alerts read per query for one chat (at most about 20 seconds of sending)."""
+"""Single alerts sent per plan of one chat (at most about 20 seconds of sending)."""
+_PLAN_LIMIT = 5000
+"""Pending alerts of one chat read to plan its round (a daily digest can hold many)."""
 _MAX_MIGRATIONS = 3
 """Supergroup moves followed for one chat in one round (a loop would mean a broken server)."""
 
@@ -73,6 +92,22 @@ class RouteOptions:
     thread_id: int | None = None
     timezone: str = "UTC"
     link_preview: LinkPreview = "off"
+    rhythm: Rhythm = field(default_factory=Rhythm)
+    """Instant or digest, and quiet hours (bot.rhythm)."""
+
+
+def route_options(route: ChatRoute) -> RouteOptions:
+    """A validated route as delivery needs it (settings checked the texts already)."""
+    quiet = parse_quiet_hours(route.quiet_hours) if route.quiet_hours else None
+    rhythm = Rhythm(parse_schedule(route.schedule), quiet, route.timezone)
+    return RouteOptions(route.thread, route.timezone, route.link_preview, rhythm)
+
+
+def burst_rule(telegram: TelegramSettings) -> BurstRule | None:
+    """The configured burst rule (telegram.burst_threshold / burst_every); None when off."""
+    if telegram.burst_threshold <= 0:
+        return None
+    return BurstRule(telegram.burst_threshold, telegram.burst_every)
 
 
 RouteTable = Mapping[tuple[str, int], RouteOptions]
@@ -82,7 +117,7 @@ RouteTable = Mapping[tuple[str, int], RouteOptions]
 def route_table(watchlists: Iterable[WatchlistSettings]) -> dict[tuple[str, int], RouteOptions]:
     """The per-route options of every watchlist's chats, keyed the way outbox rows are."""
     return {
-        (watchlist.name, route.chat): RouteOptions(route.thread, route.timezone, route.link_preview)
+        (watchlist.name, route.chat): route_options(route)
         for watchlist in watchlists
         for route in watchlist.chats
     }
@@ -97,6 +132,14 @@ class _Tally:
 
     def report(self) -> DeliveryReport:
         return DeliveryReport(self.sent, self.failed, tuple(self.errors), self.unknown)
+
+
+@dataclass
+class _ChatRound:
+    """One chat's setbacks in one round, against ``max_failures`` and ``_MAX_MIGRATIONS``."""
+
+    failures: int = 0
+    migrations: int = 0
 
 
 _Next = Literal["next", "refetch", "hold"]
@@ -135,6 +178,7 @@ class Deliverer:
         backoff_cap: float = 900.0,
         blocking: Blocking | None = None,
         on_chat_moved: Callable[[int, int], Awaitable[None]] | None = None,
+        burst: BurstRule | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -150,6 +194,9 @@ class Deliverer:
         self.backoff_cap = backoff_cap
         self._blocking: Blocking = blocking or asyncio.to_thread
         self.on_chat_moved = on_chat_moved
+        self.burst = burst
+        """When a chat's backlog counts as a burst of news (see bot.digest); None: never (the
+        app passes the configured rule)."""
         """Told (old id, new id) when a group became a supergroup, to update the configuration;
         the store's record of the move already covers every alert meanwhile."""
         self._backoff: dict[int, tuple[int, float]] = {}
@@ -200,24 +247,38 @@ class Deliverer:
     async def _deliver_chat(
         self, chat_id: int, tally: _Tally, should_stop: Callable[[], bool]
     ) -> bool:
-        """Send one chat's queue in order; True if the chat was left waiting (held)."""
-        failures = migrations = 0
+        """Send one chat's due digests and single alerts in order; True if the chat was left
+        waiting (held), including when all it has left is held back for a later digest."""
+        counts = _ChatRound()
         while not should_stop():
-            batch = await self._blocking(
-                functools.partial(self.store.pending_alerts, limit=_BATCH, chat_id=chat_id)
+            pending = await self._blocking(
+                functools.partial(self.store.pending_alerts, limit=_PLAN_LIMIT, chat_id=chat_id)
             )
-            if not batch:
+            if not pending:
                 return False
             states = await self._blocking(self.store.chat_states)
             muted = await self._blocking(functools.partial(self.store.muted, self.clock()))
-            others = await self._blocking(
-                functools.partial(self.store.other_reports, [alert.article.id for alert in batch])
-            )
             target = _resolve(chat_id, states)
             refused = states.get(target)
             if refused is not None and refused.disabled_reason is not None:
-                self._end_refused(batch, refused.disabled_reason, tally)
+                self._end_refused(pending[:_BATCH], refused.disabled_reason, tally)
                 continue
+            own = states.get(chat_id)
+            burst_since = own.burst_since if own is not None else None
+            plan = plan_chat(pending, self._rhythm, burst_since, self.burst, self.clock())
+            if plan.digest or plan.burst != "none":
+                outcome = await self._deliver_digest(
+                    chat_id, target, plan, muted, tally, counts, should_stop
+                )
+                if outcome is not None:
+                    return outcome
+                continue
+            batch = plan.singles[:_BATCH]
+            if not batch:
+                return True  # only alerts held for a later digest
+            others = await self._blocking(
+                functools.partial(self.store.other_reports, [alert.article.id for alert in batch])
+            )
             for alert in batch:
                 wait = self._wait(alert.next_attempt_at)
                 if wait > self.max_wait or self._backing_off(chat_id):
@@ -227,9 +288,7 @@ class Deliverer:
                 await self.throttle.acquire(target)
                 if should_stop():
                     return False
-                try:
-                    await self._claim(alert)
-                except AlertStateError:  # another process took it meanwhile: theirs to send
+                if not await self._claim([alert.id]):
                     continue
                 text, options = self._render(
                     alert, (chat_id, alert.watchlist) in muted, others.get(alert.article.id, ())
@@ -253,19 +312,149 @@ class Deliverer:
                     self._backoff.pop(chat_id, None)
                     tally.sent += 1
                     continue
-                step = self._settle(alert, chat_id, target, failure, tally)
-                if failure.migrate_to is not None:
-                    await self._chat_moved(target, failure.migrate_to)
-                    migrations += 1
-                    if migrations > _MAX_MIGRATIONS:
-                        return True
-                elif not failure.permanent and not failure.uncertain:
-                    failures += 1
-                    if step == "hold" or failures >= self.max_failures:
-                        return True
+                step = self._settle([alert.id], chat_id, target, failure, tally)
+                held = await self._after_failure(target, failure, step, counts)
+                if held is not None:
+                    return held
                 if step != "next":
                     break
         return False
+
+    async def _after_failure(
+        self, target: int, failure: DeliveryError, step: _Next, counts: _ChatRound
+    ) -> bool | None:
+        """Count a failed send against this round's allowances; True: leave the chat for a
+        later round; None: go on."""
+        if failure.migrate_to is not None:
+            await self._chat_moved(target, failure.migrate_to)
+            counts.migrations += 1
+            if counts.migrations > _MAX_MIGRATIONS:
+                return True
+        elif not failure.permanent and not failure.uncertain:
+            counts.failures += 1
+            if step == "hold" or counts.failures >= self.max_failures:
+                return True
+        return None
+
+    def _rhythm(self, alert: PendingAlert) -> Rhythm:
+        return self.routes.get((alert.watchlist, alert.chat_id), RouteOptions()).rhythm
+
+    async def _deliver_digest(
+        self,
+        chat_id: int,
+        target: int,
+        plan: ChatPlan,
+        muted: set[tuple[int, str]],
+        tally: _Tally,
+        counts: _ChatRound,
+        should_stop: Callable[[], bool],
+    ) -> bool | None:
+        """Send the digest the plan says is due (and switch the burst state around it).
+
+        A new burst interval is stored before its digest goes (a crash then still sends that
+        digest after the restart); the end of a burst is stored after its last digest went.
+        Returns None when everything due went (plan again), else what ``_deliver_chat`` returns.
+        """
+        if plan.burst in ("start", "continue"):
+            states = await self._blocking(self.store.chat_states)
+            own = states.get(chat_id)
+            if plan.burst == "continue" or own is None or own.burst_since is None:
+                since = self.clock()
+                await self._blocking(
+                    functools.partial(self.store.set_chat_burst, chat_id, since, since)
+                )
+                log.warning("chat %s: burst of news, alerts now go as digests", chat_id)
+        if plan.digest:
+            wait = max(self._wait(alert.next_attempt_at) for alert in plan.digest)
+            if wait > self.max_wait or self._backing_off(chat_id):
+                return True
+            if wait > 0:
+                await self.throttle.sleep(wait)
+            others = await self._blocking(
+                functools.partial(
+                    self.store.other_reports, [alert.article.id for alert in plan.digest]
+                )
+            )
+            groups: dict[int | None, list[PendingAlert]] = {}
+            for alert in plan.digest:
+                route = self.routes.get((alert.watchlist, chat_id), RouteOptions())
+                groups.setdefault(route.thread_id, []).append(alert)
+            note = burst_note(self.burst or BurstRule()) if plan.burst != "none" else ""
+            for number, (thread, alerts) in enumerate(groups.items(), start=1):
+                footer = BURST_OVER if plan.burst == "end" and number == len(groups) else ""
+                outcome = await self._send_digest(
+                    chat_id, target, thread, alerts, (note, footer), muted, others, tally,
+                    counts, should_stop,
+                )  # fmt: skip
+                if outcome is not None:
+                    return outcome
+        if plan.burst == "end":
+            await self._blocking(
+                functools.partial(self.store.set_chat_burst, chat_id, None, self.clock())
+            )
+            log.info("chat %s: the burst is over, single alerts again", chat_id)
+        return None
+
+    async def _send_digest(
+        self,
+        chat_id: int,
+        target: int,
+        thread: int | None,
+        alerts: list[PendingAlert],
+        lines: tuple[str, str],
+        muted: set[tuple[int, str]],
+        others: Mapping[int, Sequence[str]],
+        tally: _Tally,
+        counts: _ChatRound,
+        should_stop: Callable[[], bool],
+    ) -> bool | None:
+        """Send one topic's digest, message by message; see ``_deliver_digest`` for the result."""
+        route = self.routes.get((alerts[0].watchlist, chat_id), RouteOptions())
+        items = digest_items(alerts, self.watchlist_titles, self.source_titles, others)
+        by_id = {item.alert.id: item for item in items}
+        note, footer = lines
+        for part in compose_digest(items, route.timezone, note=note, footer=footer):
+            await self.throttle.acquire(target)
+            if should_stop():
+                return False
+            claimed = await self._claim(list(part.alert_ids))
+            if not claimed:
+                continue
+            text = part.html
+            if len(claimed) < len(part.alert_ids):  # another process took some: not ours
+                text = compose_digest(
+                    [by_id[alert_id] for alert_id in claimed],
+                    route.timezone,
+                    note=note,
+                    footer=footer,
+                )[0].html
+            options = SendOptions(
+                thread_id=thread,
+                silent=all((chat_id, by_id[i].alert.watchlist) in muted for i in claimed),
+            )
+            self.throttle.leaving(target)
+            try:
+                message_id = await self.sender.send(target, text, options)
+            except DeliveryError as failure:
+                step = self._settle(claimed, chat_id, target, failure, tally)
+                held = await self._after_failure(target, failure, step, counts)
+                if held is not None:
+                    return held
+                if step == "next":
+                    continue
+                return None  # plan again (moved chat, flood control waited in place)
+            await self._blocking(
+                functools.partial(
+                    self.store.settle_alerts,
+                    claimed,
+                    self.clock(),
+                    self.outcome,
+                    message_id=message_id,
+                )
+            )
+            self._backoff.pop(chat_id, None)
+            tally.sent += len(claimed)
+        return None
 
     async def _chat_moved(self, old_chat: int, new_chat: int) -> None:
         if self.on_chat_moved is None:
@@ -275,23 +464,25 @@ class Deliverer:
         except Exception:  # the move is stored; a config that cannot be rewritten is only logged
             log.exception("could not write chat %s's new id %s to the config", old_chat, new_chat)
 
-    async def _claim(self, alert: PendingAlert) -> None:
-        """Mark the alert `sending`, the step before the request.
+    async def _claim(self, alert_ids: list[int]) -> list[int]:
+        """Mark the alerts `sending`, the step before the request; returns those claimed (an
+        alert another process took meanwhile is left out: theirs to send).
 
         Runs in a thread like the other hot-path writes (see `blocking`). If this task is
         cancelled meanwhile (shutdown), the claim still completes in its thread; it is then
         handed back (`pending`), because nothing was sent, instead of being left to become
         `unknown` at the next start.
         """
-        claim = asyncio.ensure_future(
-            self._blocking(functools.partial(self.store.mark_alert_sending, alert.id, self.clock()))
-        )
+        call = functools.partial(self.store.claim_alerts, alert_ids, self.clock())
+        claim: asyncio.Future[list[int]] = asyncio.ensure_future(self._blocking(call))
         try:
-            await asyncio.shield(claim)
+            return await asyncio.shield(claim)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(claim), timeout=10)
-                self.store.mark_alert_failed(alert.id, "stopped before sending", self.clock())
+                taken = await asyncio.wait_for(asyncio.shield(claim), timeout=10)
+                self.store.settle_alerts(
+                    taken, self.clock(), "pending", error="stopped before sending"
+                )
             raise
 
     def _render(
@@ -317,19 +508,23 @@ class Deliverer:
         return text, options
 
     def _settle(
-        self, alert: PendingAlert, chat_id: int, target: int, error: DeliveryError, tally: _Tally
+        self, alert_ids: list[int], chat_id: int, target: int, error: DeliveryError, tally: _Tally
     ) -> _Next:
-        """Record a failed send; say whether to go on with the next alert, re-read the queue, or
-        leave this chat for a later round."""
+        """Record a failed send of one message (a single alert, or a digest's alerts); say
+        whether to go on with the next message, re-read the queue, or leave this chat for a
+        later round. Counts are per alert."""
         now = self.clock()
         message = str(error)
+        count = len(alert_ids)
+        settle = functools.partial(self.store.settle_alerts, alert_ids, now, error=message)
         if error.uncertain:
-            self.store.mark_alert_unknown(alert.id, message, now)
-            tally.unknown += 1
+            settle("unknown")
+            tally.unknown += count
             tally.errors.append(f"chat {chat_id}: outcome unknown, not resent: {message}")
             log.warning(
-                "alert %s to chat %s: outcome unknown (%s); not sent again, to avoid a duplicate",
-                alert.id,
+                "alert(s) %s to chat %s: outcome unknown (%s); not sent again, to avoid a "
+                "duplicate",
+                alert_ids,
                 target,
                 message,
             )
@@ -338,31 +533,30 @@ class Deliverer:
             self.store.record_chat_migration(target, error.migrate_to, now)
             if target != chat_id:
                 self.store.record_chat_migration(chat_id, error.migrate_to, now)
-            self.store.mark_alert_failed(alert.id, message, now)
+            settle("pending")
             log.warning("chat %s became supergroup %s; alerts go there", target, error.migrate_to)
             return "refetch"
-        tally.failed += 1
+        tally.failed += count
         tally.errors.append(f"chat {chat_id}: {message}")
         if error.chat_refused:
             self.store.set_chat_disabled(target, message, now)
-            self.store.mark_alert_failed(alert.id, message, now, permanent=True)
+            settle("failed")
             log.error("chat %s refuses the bot (%s): alerts to it are disabled", target, message)
             return "refetch"
         if error.permanent:
-            self.store.mark_alert_failed(alert.id, message, now, permanent=True)
-            log.warning("alert %s to chat %s given up: %s", alert.id, target, message)
+            settle("failed")
+            log.warning("alert(s) %s to chat %s given up: %s", alert_ids, target, message)
             return "next"
         if error.retry_after is not None:
-            retry_at = now + timedelta(seconds=error.retry_after)
-            self.store.mark_alert_failed(alert.id, message, now, retry_at=retry_at)
+            settle("pending", retry_at=now + timedelta(seconds=error.retry_after))
             self.throttle.hold(target, error.retry_after)
             log.warning("chat %s: flood control, waiting %gs", target, error.retry_after)
             return "refetch"
         streak = self._backoff.get(chat_id, (0, 0.0))[0] + 1
         delay = min(self.backoff_base * 2 ** (streak - 1), self.backoff_cap)
         self._backoff[chat_id] = (streak, self.throttle.now() + delay)
-        self.store.mark_alert_failed(alert.id, message, now)
-        log.warning("alert %s to chat %s not sent, will retry: %s", alert.id, target, message)
+        settle("pending")
+        log.warning("alert(s) %s to chat %s not sent, will retry: %s", alert_ids, target, message)
         return "hold"
 
     def _end_refused(self, batch: list[PendingAlert], reason: str, tally: _Tally) -> None:

@@ -36,7 +36,7 @@ from feeds.fetch import FEED_ACCEPT, PAGE_ACCEPT, FetchLimits, fetch
 from feeds.listing import ListingSelectors, parse_listing
 from feeds.match import Matcher
 from feeds.models import Article, ConditionalHeaders, Entry, FetchResult
-from feeds.parse import parse_feed, parse_hints
+from feeds.parse import parse_feed_salvaged, parse_hints
 from feeds.politeness import HostGate
 from feeds.robots import RobotsCache
 from feeds.templates import site_of
@@ -183,10 +183,14 @@ class Ingestor:
             entries = await asyncio.to_thread(
                 parse_listing, response, source.name, source.listing
             )
-            hints = FeedHints()
+            hints, salvaged = FeedHints(), None
         else:
-            entries = await asyncio.to_thread(parse_feed, response, source.name)
+            entries, salvaged = await asyncio.to_thread(
+                parse_feed_salvaged, response, source.name
+            )
             hints = await asyncio.to_thread(parse_hints, response)
+            if salvaged:
+                log.warning("source %s: %s", source.name, salvaged)
         report = await self._ingest_entries(source, entries)
         next_poll = self._next_poll(source, response.lifetime, hints)
         # Validators are stored only once the entries are safely in, so that a crash mid-poll
@@ -204,7 +208,7 @@ class Ingestor:
             report.new_articles,
             report.new_matches,
             report.new_alerts,
-            warnings=report.warnings,
+            warnings=(salvaged, *report.warnings) if salvaged else report.warnings,
             updated_articles=report.updated_articles,
             next_poll_at=next_poll,
         )

@@ -222,6 +222,8 @@ chat_states = Table(
     # Why alerts to this chat stopped (the bot was blocked or removed); null: enabled.
     Column("disabled_reason", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Since when the chat gets digests because of a burst of news (bot.delivery); null: no burst.
+    Column("burst_since", UTCDateTime),
     PrimaryKeyConstraint("chat_id"),
 )
 

@@ -50,6 +50,7 @@ from sqlalchemy.exc import ArgumentError
 from feeds.listing import check_selector
 from feeds.models import Watchlist
 
+from .rhythm import RhythmError, parse_quiet_hours, parse_schedule
 from .watch_settings import check_language, check_query, check_term, query_position
 
 __all__ = [
@@ -231,6 +232,11 @@ class TelegramSettings(_Section):
     """Requests go to ``{api_url}/bot{token}/{method}``; tests point it at a fake server."""
     admins: tuple[Integer, ...] = ()
     """Telegram user ids allowed to use admin commands."""
+    burst_threshold: Annotated[Integer, Field(ge=0)] = 10
+    """A chat with this many alerts waiting to go one by one gets them as digests instead, until
+    the burst of news is over (bot.digest); 0: never."""
+    burst_every: Duration = timedelta(minutes=15)
+    """How often a chat in a burst gets its digest."""
 
 
 class FetchSettings(_Section):
@@ -339,6 +345,22 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_schedule(value: str) -> str:
+    try:
+        parse_schedule(value)
+    except RhythmError as error:
+        raise PydanticCustomError("schedule", "{reason}", {"reason": str(error)}) from None
+    return value
+
+
+def _check_quiet_hours(value: str) -> str:
+    try:
+        parse_quiet_hours(value)
+    except RhythmError as error:
+        raise PydanticCustomError("quiet_hours", "{reason}", {"reason": str(error)}) from None
+    return value
+
+
 class ChatRoute(_Section):
     """Where and how a watchlist's alerts go: a chat, optionally one forum topic in it.
 
@@ -353,6 +375,28 @@ class ChatRoute(_Section):
     """IANA zone in which alert times are shown to this chat."""
     link_preview: Literal["off", "above", "below"] = "off"
     """Telegram's preview of the article link: none, above the text, or below it."""
+    mode: Literal["instant", "digest"] | None = None
+    """instant: each alert on its own; digest: grouped on ``schedule``. Omitted: digest when a
+    schedule other than "as it happens" is given, else instant."""
+    schedule: Annotated[str, AfterValidator(_check_schedule)] = "as it happens"
+    """When digests go out, in ``timezone`` (bot.rhythm: "hourly", "daily at 08:00", ...)."""
+    quiet_hours: Annotated[str, AfterValidator(_check_quiet_hours)] | None = None
+    """"22:00-07:00": instant alerts queued then are held and sent as one digest at the end."""
+
+    @model_validator(mode="after")
+    def _mode_matches_schedule(self) -> Self:
+        instant = parse_schedule(self.schedule).instant
+        if self.mode == "digest" and instant:
+            raise PydanticCustomError(
+                "digest_schedule", 'mode: digest needs a schedule, e.g. "daily at 08:00"'
+            )
+        if self.mode == "instant" and not instant:
+            raise PydanticCustomError(
+                "digest_schedule",
+                'schedule "{schedule}" only applies to mode: digest',
+                {"schedule": self.schedule},
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -187,6 +187,8 @@ class PendingAlert:
     attempts: int
     next_attempt_at: datetime | None = None
     """Not to be tried before this (Telegram's retry_after); None: now."""
+    created_at: datetime | None = None
+    """When it was queued: digests and quiet hours are decided from it (bot.rhythm)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,8 @@ class ChatState:
     chat_id: int
     migrated_to: int | None
     disabled_reason: str | None
+    burst_since: datetime | None = None
+    """Since when the chat gets digests because of a burst of news; None: no burst."""
 
 
 class Store:
@@ -622,6 +626,57 @@ class Store:
             updated_at=at,
         )
 
+    def claim_alerts(self, alert_ids: Sequence[int], at: datetime) -> list[int]:
+        """Claim several pending alerts at once for one digest message; returns those claimed.
+
+        One transaction: every alert still pending moves to `sending` together, and one that is
+        not pending any more (another process took it) is left out, so an alert can never be in
+        two digests, nor in a digest and a single message.
+        """
+        if not alert_ids:
+            return []
+        ids = list(alert_ids)
+        # One UPDATE ... RETURNING, not a read then a write: in SQLite a transaction that read
+        # first cannot take the write lock once another connection has committed meanwhile.
+        statement = (
+            update(outbox)
+            .where(outbox.c.id.in_(ids), outbox.c.status == "pending")
+            .values(status="sending", updated_at=at)
+            .returning(outbox.c.id)
+        )
+        with self._engine.begin() as connection:
+            claimed = set(connection.scalars(statement).all())
+        return [alert_id for alert_id in ids if alert_id in claimed]
+
+    def settle_alerts(
+        self,
+        alert_ids: Sequence[int],
+        at: datetime,
+        status: str,
+        *,
+        message_id: int | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Record the outcome of one digest message for every alert it carried, in one
+        transaction: `sent`/`logged` (with the message id), `pending` (a temporary failure, not
+        before ``retry_at``), `failed` or `unknown` (see the single-alert methods above)."""
+        if status not in (*ALERT_OUTCOMES, "pending", "failed", "unknown"):
+            raise ValueError(f"cannot settle alerts as {status!r}")
+        values: dict[str, Any] = {"status": status, "updated_at": at}
+        if status in ALERT_OUTCOMES:
+            values.update(sent_at=at, message_id=message_id)
+        else:
+            values.update(attempts=outbox.c.attempts + 1, last_error=error)
+            if status != "unknown":
+                values["next_attempt_at"] = retry_at if status == "pending" else None
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(alert_ids)), outbox.c.status == "sending")
+                .values(**values)
+            )
+
     def recover_interrupted_alerts(self, at: datetime) -> int:
         """Settle alerts a crash left in `sending`; returns how many. Call once at start-up.
 
@@ -652,9 +707,24 @@ class Store:
         with self._engine.begin() as connection:
             rows = connection.execute(select(chat_states)).all()
         return {
-            row.chat_id: ChatState(row.chat_id, row.migrated_to, row.disabled_reason)
+            row.chat_id: ChatState(
+                row.chat_id, row.migrated_to, row.disabled_reason, row.burst_since
+            )
             for row in rows
         }
+
+    def set_chat_burst(self, chat_id: int, since: datetime | None, at: datetime) -> None:
+        """Switch a chat to burst digests since ``since`` (None: back to instant alerts)."""
+        with self._engine.begin() as connection:
+            statement = _insert(connection, chat_states).values(
+                chat_id=chat_id, burst_since=since, updated_at=at
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[chat_states.c.chat_id],
+                    set_={"burst_since": since, "updated_at": at},
+                )
+            )
 
     def record_chat_migration(self, chat_id: int, new_chat_id: int, at: datetime) -> None:
         """Remember that a group became a supergroup: its alerts go to `new_chat_id` from now on.
@@ -1163,4 +1233,5 @@ def _pending_alert(row: RowMapping) -> PendingAlert:
         article=_stored_article(row),
         attempts=row[outbox.c.attempts],
         next_attempt_at=row[outbox.c.next_attempt_at],
+        created_at=row[outbox.c.created_at],
     )

@@ -14,7 +14,9 @@ same tree). Then:
    /regex/) are evaluated for every article.
 3. **The boolean stage** evaluates the candidate rules on the occurrences found: field scopes,
    case-sensitive spellings, proximity and regexes are checked here, only for the terms a rule asks
-   about, and only when their cheaper siblings did not already decide.
+   about, and only when their cheaper siblings did not already decide. Most rules never walk
+   their tree: at build time they are flattened into sets of pattern ids of which each must, or
+   none may, have been hit (Matcher._plan), a few C-level set tests per article.
 
 Only cleaned article fields are matched (title, standfirst, body), never raw HTML.
 """
@@ -22,10 +24,10 @@ Only cleaned article fields are matched (title, standfirst, body), never raw HTM
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from operator import itemgetter
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import ahocorasick
@@ -67,10 +69,10 @@ def compile_watchlist(watchlist: Watchlist) -> Node:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrence:
+class Occurrence(NamedTuple):
     """Where a term occurred: a field and a [start, end) range of its canonical text (or, for a
-    regex, of its original text)."""
+    regex, of its original text). A named tuple: evidence makes one per mention, and a tuple is
+    several times cheaper to create than a frozen dataclass."""
 
     field: int
     start: int
@@ -78,20 +80,20 @@ class Occurrence:
     in_original: bool = False
 
 
-Check = Callable[["_Scan"], bool]
-"""A rule tree, or part of one, compiled to a function of an article's scan."""
+Plan = tuple[tuple[frozenset[int], ...], tuple[frozenset[int], ...], tuple[Node, ...]]
+"""A rule tree flattened for the boolean stage: pattern-id sets of which each must be hit, sets of
+which none may be hit, and the remaining subtrees (evaluated by Matcher._evaluate)."""
 
 
 class _Rule:
-    __slots__ = ("_positive", "check", "index", "tree", "watchlist")
+    __slots__ = ("_positive", "index", "plan", "tree", "watchlist")
 
-    def __init__(self, index: int, watchlist: Watchlist, tree: Node) -> None:
+    def __init__(self, index: int, watchlist: Watchlist, tree: Node, plan: Plan) -> None:
         self.index = index
         self.watchlist = watchlist
         self.tree = tree
+        self.plan = plan
         self._positive: tuple[Term | Regex, ...] | None = None
-        self.check: Check | None = None
-        """The tree compiled by Matcher._compiled, on the rule's first evaluation."""
 
     @property
     def positive(self) -> tuple[Term | Regex, ...]:
@@ -134,11 +136,13 @@ class Matcher:
         the benchmark compare the percolator against.
         """
         self._watchlists = tuple(watchlists)
-        self._automaton = ahocorasick.Automaton()
+        # Pattern ids kept as C integers, not objects: hits need no visit to an int object
+        # scattered in memory (6 µs an article at 100,000 terms, bench/match).
+        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         self._pattern_ids: dict[str, int] = {}
         """Automaton key (" jake sullivan ", or " ukrain" for a prefix) → pattern id."""
         self._rules: list[_Rule] = []
-        self._by_anchor: dict[int, list[int]] = {}
+        by_anchor: dict[int, list[int]] = {}
         self._term_ids: dict[int, tuple[frozenset[int], bool]] = {}
         """id() of each Term of the trees (which the matcher keeps alive) → its pattern ids, and
         whether any hit of them counts (no scope, no case-sensitive spelling)."""
@@ -146,16 +150,25 @@ class Matcher:
         with _cyclic_gc_paused(freeze=len(self._watchlists) >= FREEZE_FROM_WATCHLISTS):
             for index, watchlist in enumerate(self._watchlists):
                 tree = compile_watchlist(watchlist)
-                rule = _Rule(index, watchlist, tree)
-                self._rules.append(rule)
-                anchors = self._anchors(tree)
+                anchors, plain = self._anchors(tree)
+                self._rules.append(_Rule(index, watchlist, tree, self._plan(tree, plain)))
                 if anchors is None or not percolate:
                     self._always.append(index)
                 else:
                     for pattern_id in anchors:
-                        self._by_anchor.setdefault(pattern_id, []).append(index)
-        self._anchor_ids = frozenset(self._by_anchor)
+                        by_anchor.setdefault(pattern_id, []).append(index)
+        self._rules_by_pattern: list[tuple[int, ...]] = [()] * len(self._pattern_ids)
+        """Pattern id → the rules anchored on it: a list, so a hit costs one array read (a set
+        of anchor ids and a dict cost two hashed lookups in tables too big for the CPU cache)."""
+        for pattern_id, indexes in by_anchor.items():
+            self._rules_by_pattern[pattern_id] = tuple(indexes)
         if self._pattern_ids:
+            # All keys at once, after the rules: added while compiling, the automaton's nodes
+            # would be scattered among the rule objects in memory, and every article's pass
+            # slower for it (15%, bench/match).
+            add_word = self._automaton.add_word
+            for key, pattern_id in self._pattern_ids.items():
+                add_word(key, pattern_id)
             self._automaton.make_automaton()
 
     @property
@@ -177,17 +190,12 @@ class Matcher:
         sources never matches articles from the others.
         """
         scan = self._scan(article, source)
-        candidates = set(self._always)
-        by_anchor = self._by_anchor
-        for pattern_id in self._anchor_ids.intersection(scan.ids):
-            candidates.update(by_anchor[pattern_id])
+        # Every rule anchored on a spelling the article holds, gathered by C-level calls alone.
+        candidates = set(self._always).union(*map(self._rules_by_pattern.__getitem__, scan.ids))
         matches = []
         for index in sorted(candidates):
             rule = self._rules[index]
-            check = rule.check
-            if check is None:
-                check = rule.check = self._compiled(rule.tree)
-            if self._filters_fail(rule, scan) is None and check(scan):
+            if self._filters_fail(rule, scan) is None and self._holds(rule.plan, scan):
                 match = self._decide(rule, scan)
                 if match is not None:
                     matches.append(match)
@@ -223,11 +231,12 @@ class Matcher:
         found = self._pattern_ids.get(key)
         if found is None:
             found = self._pattern_ids[key] = len(self._pattern_ids)
-            self._automaton.add_word(key, found)
         return found
 
-    def _anchors(self, node: Node) -> frozenset[int] | None:
-        """Spellings of which one must occur for `node` to be true; None if there is no such set."""
+    def _anchors(self, node: Node) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+        """Spellings of which one must occur for `node` to be true (None if there is no such
+        set); and, if `node` is true exactly when one of a set of spellings was hit anywhere (a
+        plain term, or an OR of them), that set, else None."""
         if isinstance(node, Term):
             if len(node.patterns) == 1:
                 ids = frozenset((self._pattern_id(node.patterns[0]),))
@@ -236,23 +245,76 @@ class Matcher:
                 ids = frozenset(self._pattern_id(pattern) for pattern in node.patterns)
                 anywhere = node.scope == "any" and all(p.exact is None for p in node.patterns)
             self._term_ids[id(node)] = (ids, anywhere)
-            return ids
+            return ids, ids if anywhere else None
         if isinstance(node, Near):
             self._anchors(node.right)
-            return self._anchors(node.left)
+            return self._anchors(node.left)[0], None
         if isinstance(node, Or):
             union: set[int] = set()
-            every = [self._anchors(child) for child in node.children]
-            for anchors in every:
+            plain = True
+            anchored = True
+            for child in node.children:
+                anchors, child_plain = self._anchors(child)
+                plain = plain and child_plain is not None
                 if anchors is None:
-                    return None
-                union |= anchors
-            return frozenset(union)
+                    anchored = False
+                elif anchored:
+                    union |= anchors
+            if not anchored:
+                return None, None
+            frozen = frozenset(union)
+            return frozen, frozen if plain else None
         if isinstance(node, And):
-            options = [a for a in (self._anchors(child) for child in node.children) if a]
-            return min(options, key=len) if options else None
+            options = [a for a in (self._anchors(child)[0] for child in node.children) if a]
+            return (min(options, key=len) if options else None), None
         if isinstance(node, Not):
             self._anchors(node.child)  # its spellings still have to be found
+        return None, None
+
+    def _plan(self, tree: Node, plain: frozenset[int] | None) -> Plan:
+        """The tree flattened so that most rules are decided by set tests alone (see _holds).
+
+        Walking the tree node by node, asking what each node is, cost an article's candidate
+        rules more than normalising it (bench/match). The usual rule (keywords, `all` terms,
+        exclusions: an AND of plain terms, ORs of them and NOTs of those) becomes a few sets of
+        pattern ids; anything else (scopes, case, proximity, regexes, site, source) stays a
+        subtree for _evaluate. A property test checks that _holds and _evaluate always agree.
+        """
+        if plain is not None:
+            return (plain,), (), ()
+        if not isinstance(tree, And):
+            return (), (), (tree,)
+        required: list[frozenset[int]] = []
+        forbidden: list[frozenset[int]] = []
+        rest: list[Node] = []
+        for child in tree.children:
+            if isinstance(child, Not):
+                child_plain = self._plain_ids(child.child)
+                if child_plain is not None:
+                    forbidden.append(child_plain)
+                    continue
+            else:
+                child_plain = self._plain_ids(child)
+                if child_plain is not None:
+                    required.append(child_plain)
+                    continue
+            rest.append(child)
+        return tuple(required), tuple(forbidden), tuple(rest)
+
+    def _plain_ids(self, node: Node) -> frozenset[int] | None:
+        """The spellings whose hit anywhere makes `node` true, if that alone decides it (a plain
+        term, or an OR of plain terms); else None. Uses the ids _anchors recorded."""
+        if isinstance(node, Term):
+            ids, anywhere = self._term_ids[id(node)]
+            return ids if anywhere else None
+        if isinstance(node, Or):
+            union: set[int] = set()
+            for child in node.children:
+                child_ids = self._plain_ids(child)
+                if child_ids is None:
+                    return None
+                union |= child_ids
+            return frozenset(union)
         return None
 
     # matching
@@ -335,41 +397,17 @@ class Matcher:
             return host == node.domain or host.endswith("." + node.domain)
         return scan.source == node.name
 
-    def _compiled(self, node: Node) -> Check:
-        """`node` as a function of a scan that gives what _evaluate gives, with less work.
-
-        _evaluate walks the tree and asks what each node is at every step; an article's candidate
-        rules cost more that way than normalising it (bench/match). Compiled, a plain term (no
-        scope, no case-sensitive spelling) is one set test, an OR of plain terms is one test of
-        the union of their spellings, and the rest are closures over their compiled children,
-        in _evaluate's order. Anything else (scopes, case, proximity, regexes, site and source)
-        is left to _evaluate itself. A property test compares the two on random rules. Compiled
-        lazily, so a build pays nothing for rules no article ever brings up.
-        """
-        if isinstance(node, Term):
-            ids, anywhere = self._term_ids[id(node)]
-            if anywhere:
-                return _hit_any_of(ids)
-        elif isinstance(node, Or):
-            if all(self._plain(child) for child in node.children):
-                union = frozenset().union(*(self._term_ids[id(c)][0] for c in node.children))
-                return _hit_any_of(union)
-            any_checks = tuple(self._compiled(child) for child in node.children)
-            return lambda scan: any(check(scan) for check in any_checks)
-        elif isinstance(node, And):
-            terms = [child for child in node.children if isinstance(child, Term)]
-            rest = [child for child in node.children if not isinstance(child, Term)]
-            all_checks = tuple(self._compiled(child) for child in terms + rest)
-            return lambda scan: all(check(scan) for check in all_checks)
-        elif isinstance(node, Not):
-            child_check = self._compiled(node.child)
-            return lambda scan: not child_check(scan)
-        evaluate = self._evaluate
-        return lambda scan: evaluate(node, scan)
-
-    def _plain(self, node: Node) -> bool:
-        """A term that occurs if any of its spellings was hit anywhere."""
-        return isinstance(node, Term) and self._term_ids[id(node)][1]
+    def _holds(self, plan: Plan, scan: _Scan) -> bool:
+        """Is a rule true for the scan? The same answer as _evaluate on its tree (see _plan)."""
+        required, forbidden, rest = plan
+        ids = scan.ids
+        for spellings in required:
+            if spellings.isdisjoint(ids):
+                return False
+        for spellings in forbidden:
+            if not spellings.isdisjoint(ids):
+                return False
+        return all(self._evaluate(node, scan) for node in rest)
 
     def _occurrences(self, item: Term | Regex, scan: _Scan) -> list[Occurrence]:
         cached = scan.occurrences.get(item)
@@ -445,10 +483,6 @@ class Matcher:
             yield from self._explain_node(node.right, scan, depth + 1)
         else:
             yield f"{indent}{mark} {render(node)}"
-
-
-def _hit_any_of(ids: frozenset[int]) -> Check:
-    return lambda scan: not ids.isdisjoint(scan.ids)
 
 
 def _pattern_occurrences(

@@ -9,8 +9,9 @@ found in the canonical form can be shown in the original text.
 
 Speed matters here more than anywhere else in matching: normalising an article costs more than the
 automaton pass over it. So the canonical string is built in bulk by C-level string operations when
-the text allows it (English-like text whose only non-ASCII characters are typographic punctuation
-and spaces), and word by word, with a cache of folded words, otherwise. Both paths give the same
+the text allows it (text whose only non-ASCII characters are typographic punctuation and spaces,
+or Latin letters whose accents strip off to ASCII, as in most European news), and word by word,
+with a cache of folded words, otherwise. Both paths give the same
 result (a property test checks it), and the spans, needed only to show a snippet, are computed on
 first use.
 """
@@ -42,6 +43,8 @@ _TYPOGRAPHIC = (
 _ASCII_FOLD = bytes(
     byte if chr(byte).isascii() and chr(byte).isalnum() else 0x20 for byte in range(256)
 ).lower()
+
+_ASCII_BYTES = bytes(range(128))
 
 _FOLD_CACHE_LIMIT = 200_000
 _fold_cache: dict[str, str] = {}
@@ -133,27 +136,41 @@ class NormalizedText:
 def normalize(text: str) -> NormalizedText:
     """Split `text` into folded words; see the module docstring for why."""
     if not text.isascii():
-        bulk = _bulk_if_typographic(text)
-        if bulk is not None:  # ASCII and typographic punctuation only: NFC already
-            return NormalizedText(text, _padded(bulk), _ASCII_WORD)
+        bulk = _bulk_if_simple(text)
+        if bulk is not None:  # ASCII, typographic punctuation, precomposed letters: NFC already
+            return NormalizedText(text, _padded(bulk[0]), bulk[1])
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
     return NormalizedText(text, *_canonical(text))
 
 
-def _bulk_if_typographic(text: str) -> str | None:
-    """The folded words of a text whose only non-ASCII characters are typographic punctuation,
-    by C-level searches and replaces; None for any other text."""
+def _bulk_if_simple(text: str) -> tuple[str, Any] | None:
+    """The folded words of a text, and the pattern that finds its words one for one, if its only
+    non-ASCII characters are typographic punctuation or letters that fold to ASCII
+    (_ASCII_LETTERS); else None.
+
+    Typographic marks are few and common, so each is looked for and blanked by C-level str
+    operations. Accented letters are many and rarer: those present are found only when the text
+    is not ASCII by then, by bytes operations (delete every ASCII byte, decode the rest), and
+    each costs one str.replace. Either way the text then takes the ASCII bulk path.
+    """
     plain = text
     for mark in _TYPOGRAPHIC:
         if mark in plain:
             plain = plain.replace(mark, " ")
     try:
         # isascii() is no help here: replace() keeps the wider storage of the original string.
-        data = plain.encode("ascii")
+        return _bulk_bytes(plain.encode("ascii")), _ASCII_WORD
     except UnicodeEncodeError:
-        return None
-    return _bulk_bytes(data)
+        pass
+    others = plain.encode("utf-8").translate(None, _ASCII_BYTES).decode("utf-8")
+    for char in set(others):
+        replacement = _ASCII_LETTERS.get(char)
+        if replacement is None:
+            return None
+        plain = plain.replace(char, replacement)
+    # An accented letter is part of a word that [A-Za-z0-9]+ would cut in two: find words by _WORD.
+    return _bulk_bytes(plain.encode("ascii")), _WORD
 
 
 def canonical_form(text: str) -> str:
@@ -173,9 +190,9 @@ def _canonical(text: str) -> tuple[str, Any]:
     """
     if text.isascii():
         return _padded(_bulk_words(text)), _ASCII_WORD
-    bulk = _bulk_if_typographic(text)
+    bulk = _bulk_if_simple(text)
     if bulk is not None:
-        return _padded(bulk), _ASCII_WORD
+        return _padded(bulk[0]), bulk[1]
     plain = text
     for mark in _TYPOGRAPHIC:
         if mark in plain:
@@ -231,6 +248,38 @@ def _padded(words: str) -> str:
 def _canonical_by_word(text: str) -> str:
     """The reference: every word found by _WORD and folded alone (tests compare the fast paths)."""
     return _padded(_by_word(text)[0])
+
+
+def _letters_folding_to_ascii() -> dict[str, str]:
+    """Non-ASCII letters that the bulk path can replace one by one before it folds the text: the
+    Latin letters whose accents strip off to leave ASCII ("é" → "e", "Ř" → "r"; U+00C0–U+024F
+    and U+1E00–U+1EFF).
+
+    Replacing each such letter by its fold gives the same words as folding each word whole:
+    fold_word strips the accents of each character on its own (NFKD works character by
+    character), what is left is ASCII, and NFC and case folding of ASCII work character by
+    character too. Letters whose bare form is not ASCII ("ß", "ł", "ø") are left out, as is
+    anything that is not NFC or not a word character by _WORD's rule; text holding them takes
+    the word-by-word path. A property test compares both paths on every character here.
+    """
+    table: dict[str, str] = {}
+    for block in (range(0xC0, 0x250), range(0x1E00, 0x1F00)):
+        for code in block:
+            char = chr(code)
+            bare = strip_accents(char)
+            folded = fold_word(char)
+            if (
+                bare.isascii()
+                and folded.isascii()
+                and folded.isalnum()
+                and unicodedata.is_normalized("NFC", char)
+                and _WORD.fullmatch(char)
+            ):
+                table[char] = folded
+    return table
+
+
+_ASCII_LETTERS = _letters_folding_to_ascii()
 
 
 def split_words(text: str) -> list[str]:

@@ -36,8 +36,12 @@ from feeds.errors import ParseError
 from feeds.models import Entry, FetchResult
 from feeds.text import clean_text, html_to_text
 
-__all__ = ["parse_feed", "parse_hints"]
+__all__ = ["parse_feed", "parse_feed_salvaged", "parse_hints"]
 
+_CHARSET_NOTES = (
+    feedparser.CharacterEncodingOverride,
+    feedparser.NonXMLContentType,
+)
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -49,8 +53,14 @@ _BLANK_LINE = re.compile(r"\n\s*\n")
 
 def parse_feed(result: FetchResult, source: str) -> list[Entry]:
     """The entries of a fetched feed, in feed order. Raises ParseError when it is no feed at all."""
+    return parse_feed_salvaged(result, source)[0]
+
+
+def parse_feed_salvaged(result: FetchResult, source: str) -> tuple[list[Entry], str | None]:
+    """Like `parse_feed`, and also what was wrong with a feed that had to be salvaged (broken
+    XML that feedparser's lenient parser still read), for the poll to record; None when clean."""
     if _is_json(result):
-        return _parse_json_feed(result, source)
+        return _parse_json_feed(result, source), None
     return _parse_with_feedparser(result, source)
 
 
@@ -73,7 +83,7 @@ def _is_json(result: FetchResult) -> bool:
 # -- RSS / RDF / Atom -----------------------------------------------------------------------------
 
 
-def _parse_with_feedparser(result: FetchResult, source: str) -> list[Entry]:
+def _parse_with_feedparser(result: FetchResult, source: str) -> tuple[list[Entry], str | None]:
     # Handing feedparser the headers lets it pick the charset the way RFC 3023 says, and
     # content-location makes relative links resolve against where we actually ended up.
     headers = {"content-location": result.url, "content-type": _xml_content_type(result)}
@@ -90,7 +100,12 @@ def _parse_with_feedparser(result: FetchResult, source: str) -> list[Entry]:
         entry = _entry_from_feedparser(item, result.url, source, is_rss=is_rss)
         if entry is not None:
             entries.append(entry)
-    return entries
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    # A charset feedparser had to guess past is not damage: the text came out right.
+    salvaged = None
+    if problem is not None and not isinstance(problem, _CHARSET_NOTES):
+        salvaged = f"malformed feed salvaged ({len(entries)} entries read): {problem}"
+    return entries, salvaged
 
 
 def _xml_content_type(result: FetchResult) -> str:

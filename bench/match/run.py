@@ -15,10 +15,10 @@ Each size runs in a fresh process so its memory figure is its own. For each it r
 
 The data is generated, deterministic (seeded) and news-like: about 4 KB articles of everyday words
 with typographic quotes, apostrophes and dashes, naming a few people, places and organisations;
-one article in ten names someone with an accented name (the slower, word-by-word normalisation
-path). Terms are names (single words) and 2–3-word phrases, grouped into watchlists of ten terms:
-keywords, `all` terms and an exclusion, and every fifth watchlist a query with an alias group,
-a prefix and a proximity operator.
+one article in ten names someone with an accented name (Orbán, Dvořák...: letters folded one by
+one before the bulk path; Łódź: the slower word-by-word path). Terms are names (single words) and
+2–3-word phrases, grouped into watchlists of ten terms: keywords, `all` terms and an exclusion,
+and every fifth watchlist a query with an alias group, a prefix and a proximity operator.
 """
 
 from __future__ import annotations

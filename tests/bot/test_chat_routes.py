@@ -50,7 +50,7 @@ def test_bare_ids_and_mappings_mix(tmp_path: Path) -> None:
         ("[{chat: 1, timezone: Mars/Olympus}]", 'unknown time zone "Mars/Olympus"'),
         ("[{chat: 1, link_preview: maybe}]", "expected one of off, above, below"),
         ("[{thread: 3}]", 'missing required key "chat"'),
-        ("[{chat: 1, mode: digest}]", 'unknown key "mode"'),
+        ("[{chat: 1, mode: digest}]", "mode: digest needs a schedule"),
     ],
 )
 def test_mistakes_are_located(tmp_path: Path, chats: str, message: str) -> None:

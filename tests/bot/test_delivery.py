@@ -16,6 +16,7 @@ import pytest
 
 from bot.delivery import Deliverer, RouteOptions, route_table
 from bot.ratelimit import Limits, Throttle
+from bot.rhythm import Rhythm
 from bot.settings import WatchlistSettings
 from bot.store import Store
 from bot.telegram import DeliveryError, SendOptions
@@ -346,7 +347,8 @@ async def test_routes_choose_topic_time_zone_and_preview(store: Store, time: Fak
     )
     routes = route_table([watchlist])
     assert routes[("w", 7)] == RouteOptions()
-    assert routes[("w", -100)] == RouteOptions(12, "Europe/Kyiv", "above")
+    kyiv = Rhythm(timezone="Europe/Kyiv")
+    assert routes[("w", -100)] == RouteOptions(12, "Europe/Kyiv", "above", kyiv)
     queue(store, "first", [7, -100])
     sender = ScriptedSender(time)
     await deliverer(store, sender, time, routes=routes).deliver()

@@ -419,3 +419,15 @@ async def test_a_listing_page_is_a_source(
     assert item.article.url == site.url("/a1")
     assert item.article.text.startswith("Paragraph 0 of the talks in Kyiv")
     assert (await ingestor.poll(job)).not_modified
+
+
+async def test_a_salvaged_feed_is_read_with_a_warning(site: SampleSite, ingestor: Ingestor) -> None:
+    broken = (
+        b"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>"
+        b"<item><guid>g1</guid><title>Salt & Kyiv</title><link>http://127.0.0.1:9/a</link>"
+        b"<description>About Kyiv & more</description></item></channel></rss>"
+    )
+    site.set_file("/feed.xml", broken, "application/rss+xml")
+    report = await ingestor.poll(SourceJob("s", site.url("/feed.xml"), full_text="never"))
+    assert report.error is None and report.new_articles == 1
+    assert report.warnings and report.warnings[0].startswith("malformed feed salvaged (1 entries")

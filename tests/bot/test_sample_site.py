@@ -225,7 +225,20 @@ def test_base_url_needs_a_started_site() -> None:
 
 
 def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> None:
-    site.route("/slow", lambda req: Response(200, {}, b"x", delay=0.3))
+    arrived: list[Request] = []
+    lock = threading.Lock()
+    all_in = threading.Event()
+
+    def slow(req: Request) -> Response:
+        # Hold each request until all three are being answered at once, whatever the load.
+        with lock:
+            arrived.append(req)
+            if len(arrived) == 3:
+                all_in.set()
+        all_in.wait(timeout=5)
+        return Response(200, {}, b"x")
+
+    site.route("/slow", slow)
     first = request(site, "/feeds/world.xml")
     etag = first[1]["etag"]
     request(site, "/feeds/world.xml", {"If-None-Match": etag})

@@ -124,10 +124,10 @@ async def test_a_poll_decides_when_its_source_is_due_again() -> None:
 
 
 async def test_a_source_resumes_at_its_stored_time() -> None:
-    polls: list[float] = []
+    polls: dict[str, float] = {}
 
     async def poll(job: SourceJob) -> None:
-        polls.append(time.monotonic())
+        polls.setdefault(job.name, time.monotonic())
 
     async def deliver() -> None:
         return None
@@ -142,7 +142,10 @@ async def test_a_source_resumes_at_its_stored_time() -> None:
         first_run=datetime.now(UTC) - timedelta(days=1),  # overdue: polled at once
     )
     schedule.start()
-    await asyncio.sleep(0.9)
+    deadline = time.monotonic() + 5
+    while len(polls) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await schedule.stop(grace_seconds=1)
-    assert len(polls) == 2
-    assert polls[0] - started < 0.3 and polls[1] - started >= 0.45
+    # Timers may run late on a loaded machine, never early.
+    assert polls["s"] - started >= 0.45
+    assert polls["late"] < polls["s"]

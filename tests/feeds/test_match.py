@@ -315,3 +315,75 @@ def test_building_restores_the_garbage_collector_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+PLAN_WORDS = [*WORDS, "intitle:nato", "inbody:kyiv", "(nato OR troops)", "(kyiv | drone)"]
+
+
+@given(
+    query=st.lists(
+        st.tuples(st.sampled_from(["", "-", "NOT ", "("]), st.sampled_from(PLAN_WORDS)),
+        min_size=1,
+        max_size=6,
+    ),
+    joins=st.lists(st.sampled_from([" ", " OR ", " AROUND(2) "]), min_size=6, max_size=6),
+    title=st.lists(st.sampled_from(["Nato", "US", "drone", "the"]), max_size=4),
+    body=st.lists(
+        st.sampled_from(["Nato", "Kyiv", "troops", "Jake Sullivan", "Ukrainian", "US", "us"]),
+        max_size=12,
+    ),
+)
+def test_planned_rules_agree_with_the_tree(
+    query: list[tuple[str, str]], joins: list[str], title: list[str], body: list[str]
+) -> None:
+    """The set-based plan of each rule gives _evaluate's answer on its tree, whatever the rule."""
+    text = f"{query[0][0]}{query[0][1]}"
+    for (prefix, word), join in zip(query[1:], joins, strict=False):
+        text += f"{join}{prefix}{word}"
+    text += ")" * sum(prefix == "(" for prefix, _ in query)
+    watchlists = [
+        Watchlist("query", (), query=text),
+        Watchlist("lists", tuple(w for _, w in query[:2]), tuple(w for _, w in query[2:4])),
+        Watchlist("exclude", ("nato",), (), tuple(w for _, w in query)),
+    ]
+    try:
+        matcher = Matcher(watchlists)
+    except ValueError:
+        return  # not a valid query: nothing to compare
+    scan = matcher._scan(article(" ".join(title), " ".join(body)), None)
+    for rule in matcher._rules:
+        assert matcher._holds(rule.plan, scan) == matcher._evaluate(rule.tree, scan), rule.tree
+
+
+def test_usual_watchlists_are_planned_as_sets_alone() -> None:
+    matcher = Matcher(
+        [
+            Watchlist("lists", ("Nato", "Kyiv | Kiev"), ("troops",), ("football", "cup")),
+            Watchlist("query", (), query="(nato OR troops) -football drone"),
+            Watchlist("scoped", (), query="intitle:nato drone"),
+        ]
+    )
+    lists, query, scoped = (rule.plan for rule in matcher._rules)
+    assert (len(lists[0]), len(lists[1]), lists[2]) == (2, 2, ())  # one set per exclusion
+    assert (len(query[0]), len(query[1]), query[2]) == (2, 1, ())
+    assert len(scoped[0]) == 1 and len(scoped[2]) == 1  # the title scope is left to _evaluate
+
+
+def test_a_large_build_freezes_its_objects_and_a_failed_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    import feeds.match
+
+    monkeypatch.setattr(feeds.match, "FREEZE_FROM_WATCHLISTS", 2)
+    gc.unfreeze()
+    try:
+        with pytest.raises(ValueError):
+            Matcher([Watchlist("ok", ("a",)), Watchlist("bad", ("--",))])
+        assert gc.get_freeze_count() == 0 and gc.isenabled()
+        matcher = Matcher([Watchlist("a", ("nato",)), Watchlist("b", ("kyiv",))])
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
+        assert matcher.match(article(body="Nato and Kyiv"))
+    finally:
+        gc.unfreeze()

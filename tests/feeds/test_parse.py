@@ -15,7 +15,7 @@ from feeds.cadence import FeedHints
 from feeds.errors import ParseError
 from feeds.fetch import FetchLimits, fetch, make_client
 from feeds.models import ConditionalHeaders, Entry, FetchResult
-from feeds.parse import parse_feed, parse_hints
+from feeds.parse import parse_feed, parse_feed_salvaged, parse_hints
 from feeds.text import html_to_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
@@ -584,3 +584,20 @@ def test_a_byte_order_mark_outranks_a_wrong_label() -> None:
     body = _rss("<?xml version='1.0'?>").encode("utf-16")
     [entry] = parse_feed(inline(body, "text/xml; charset=iso-8859-1"), SOURCE)
     assert entry.title == _TITLE
+
+
+@pytest.mark.parametrize(
+    ("name", "salvaged"),
+    [
+        ("malformed.xml", True),
+        ("rss2.xml", False),
+        ("latin1.xml", False),
+        ("jsonfeed11.json", False),
+    ],
+)
+def test_salvage_is_reported_only_for_broken_markup(name: str, salvaged: bool) -> None:
+    entries, note = parse_feed_salvaged(fetched(name), SOURCE)
+    assert entries == parse_feed(fetched(name), SOURCE)
+    assert (note is not None) == salvaged
+    if note is not None:
+        assert note.startswith(f"malformed feed salvaged ({len(entries)} entries read): ")
