@@ -24,8 +24,10 @@ from . import config_edit
 from .commands import ChatCommands
 from .delivery import Deliverer, DeliveryReport, burst_rule, route_table
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
+from .poll_batch import NotModifiedBatch
 from .polling import job_for, polite_fetching, spread_by_host
 from .publish import ALL_FEED, FeedSpec, Publisher, source_feed_spec
+from .reload import ConfigWatcher
 from .scheduler import Schedule
 from .server import FeedCatalog, FeedServer, make_app
 from .settings import Settings, SourceSettings
@@ -98,7 +100,11 @@ class App:
             max_bytes=settings.fetch.max_bytes,
         )
         client = await stack.enter_async_context(
-            make_client(settings.fetch.user_agent or DEFAULT_USER_AGENT, limits)
+            make_client(
+                settings.fetch.user_agent or DEFAULT_USER_AGENT,
+                limits,
+                connections=max(settings.fetch.concurrency, 100),
+            )
         )
         gate, robots = polite_fetching(settings, client, limits)
         self.ingestor = Ingestor(
@@ -179,13 +185,17 @@ class App:
         listed together do not take every slot while they wait for that site's turn.
         """
         gate = asyncio.Semaphore(self.settings.fetch.concurrency)
+        batch = NotModifiedBatch()  # 304s written together at the end (bot.poll_batch)
 
         async def one(job: SourceJob) -> PollReport:
             async with gate:
-                return await self.ingestor.poll(job)
+                return await self.ingestor.poll(job, batch)
 
         order = spread_by_host(jobs)
-        done = await asyncio.gather(*(one(jobs[index]) for index in order))
+        try:
+            done = await asyncio.gather(*(one(jobs[index]) for index in order))
+        finally:
+            self.store.record_not_modified_polls(batch.take())
         reports = dict(zip(order, done, strict=True))
         return [reports[index] for index in range(len(jobs))]
 
@@ -286,6 +296,10 @@ class App:
             schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
         schedule.start()
         commands = await self.start_commands()
+        watcher = ConfigWatcher(self.settings, self.apply_watchlists)
+        watching = asyncio.create_task(watcher.run(stop))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, watcher.request)
         log.info(
             "wirewatch running: %d sources, feeds at %s/",
             len(self.settings.sources),
@@ -295,6 +309,8 @@ class App:
             await stop.wait()
         finally:
             self._stopping = True
+            loop.remove_signal_handler(signal.SIGHUP)
+            watching.cancel()
             if commands is not None:
                 await commands.stop()
             await schedule.stop(SHUTDOWN_GRACE_SECONDS)

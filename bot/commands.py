@@ -15,8 +15,16 @@ text (no parse mode), so nothing a user or an outlet wrote can break them, and t
 and forum topic the command came from.
 
 /mute WATCHLIST DURATION makes that watchlist's alerts to this chat arrive silently (no
-notification) until the time is up, /unmute ends it: a mute never drops an alert. The "Mute"
-button under each alert does the same for an hour.
+notification) until the time is up; /mute source SOURCE DURATION does the same for everything one
+source (outlet) sends to this chat, whatever the watchlist; /unmute ends them. A mute never drops
+or holds back an alert (bot.mutes). The two "Mute" buttons under each alert mute its watchlist or
+its source for an hour. Anyone in a chat may mute it, as anyone there can silence their phone;
+/status lists the mutes in force there.
+
+The grammar is decided by the number of words, so a watchlist that happens to be called "source"
+still works: /mute NAME DURATION is always a watchlist, and three words must start with
+"watchlist" or "source". /unmute alone ends every mute in the chat, /unmute NAME a watchlist's,
+/unmute source NAME (or watchlist NAME) the one named.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 
 from .config_edit import ConfigEditError, add_term, remove_term, subscribe, unsubscribe
 from .health import WINDOW, SourceHealth, source_health
+from .mutes import BUTTON_PATTERN, ActiveMute, MuteKind, parse_button_data
 from .settings import Settings, SettingsError, parse_duration
 from .store import FeedItem, Store
 from .telegram import MUTE_BUTTON, format_time, protect_token
@@ -47,8 +56,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("watchlists", "what is watched, and what comes to this chat"),
     ("status", "source health and alerts waiting"),
     ("latest", "WATCHLIST: its five newest matches"),
-    ("mute", "WATCHLIST DURATION: its alerts arrive silently for a while (e.g. 2h)"),
-    ("unmute", "[WATCHLIST]: end a mute (all, without a name)"),
+    ("mute", "[source] NAME DURATION: a watchlist's or source's alerts arrive silently (e.g. 2h)"),
+    ("unmute", "[source] [NAME]: end a mute (all, without a name)"),
     ("add", "WATCHLIST TERM: watch one more term (admins)"),
     ("remove", "WATCHLIST TERM: stop watching a term (admins)"),
     ("subscribe", "WATCHLIST: send its alerts here (admins)"),
@@ -79,8 +88,11 @@ def watchlists_text(settings: Settings, chat_id: int) -> str:
     return _fit("\n".join(lines))
 
 
-def status_text(health: Sequence[SourceHealth], outbox: Mapping[str, int]) -> str:
-    """Counts of sources by status, the ones that need a look, and the outbox by state."""
+def status_text(
+    health: Sequence[SourceHealth], outbox: Mapping[str, int], mutes: Sequence[ActiveMute] = ()
+) -> str:
+    """Counts of sources by status, the ones that need a look, the outbox by state, and the
+    mutes in force in the asking chat."""
     by_status = Counter(row.status for row in health)
     summary = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))
     lines = [f"Sources: {summary or 'none'}"]
@@ -93,6 +105,9 @@ def status_text(health: Sequence[SourceHealth], outbox: Mapping[str, int]) -> st
         f"Alerts: {waiting} waiting, {outbox.get('sent', 0) + outbox.get('logged', 0)} sent, "
         f"{outbox.get('failed', 0)} failed, {outbox.get('unknown', 0)} outcome unknown"
     )
+    if mutes:
+        lines.append("Muted here (alerts arrive silently):")
+        lines += [f"- {m.kind} {m.name} until {format_time(m.until)}" for m in mutes]
     return _fit("\n".join(lines))
 
 
@@ -127,16 +142,37 @@ def latest_text(
 MAX_MUTE = timedelta(days=30)
 
 
+_KINDS: tuple[MuteKind, ...] = ("watchlist", "source")
+MUTE_USAGE = (
+    "Usage: /mute WATCHLIST DURATION or /mute source SOURCE DURATION "
+    "(e.g. /mute ukraine 2h, /mute source bbc 1d)"
+)
+UNMUTE_USAGE = "Usage: /unmute (every mute here), /unmute WATCHLIST or /unmute source SOURCE"
+
+
 def mute_text(
-    settings: Settings, words: Sequence[str], mute: Callable[[str, datetime], None], now: datetime
+    settings: Settings,
+    words: Sequence[str],
+    mute: Callable[[MuteKind, str, datetime], None],
+    now: datetime,
 ) -> str:
-    """Parse /mute WATCHLIST DURATION, record it through ``mute``, and say until when."""
-    names = [watchlist.name for watchlist in settings.watchlists]
-    if len(words) != 2:
-        return "Usage: /mute WATCHLIST DURATION (e.g. /mute ukraine 2h)"
-    name, duration = words
+    """Parse /mute [watchlist|source] NAME DURATION, record it through ``mute``, say until when."""
+    if len(words) == 2:
+        kind: MuteKind = "watchlist"
+        name, duration = words
+    elif len(words) == 3 and words[0] in _KINDS:
+        kind = "source" if words[0] == "source" else "watchlist"
+        name, duration = words[1:]
+    else:
+        return MUTE_USAGE
+    if kind == "watchlist":
+        names = {watchlist.name: watchlist.name for watchlist in settings.watchlists}
+    else:
+        names = {source.name: source.title for source in settings.sources}
     if name not in names:
-        return f"There is no watchlist named {name} (try one of: {', '.join(names)})."
+        if len(words) == 2 and name in _KINDS:  # "/mute source NAME": no duration given
+            return MUTE_USAGE
+        return _fit(f"There is no {kind} named {name} (try one of: {', '.join(names)}).")
     try:
         length = parse_duration(duration)
     except ValueError as error:
@@ -144,16 +180,38 @@ def mute_text(
     if not timedelta(minutes=1) <= length <= MAX_MUTE:
         return "Nothing changed: a mute lasts from 1m to 30d."
     until = now + length
-    mute(name, until)
-    return f"{name} alerts will arrive silently until {format_time(until)}."
+    mute(kind, name, until)
+    return (
+        f"{_muted_alerts(kind, name, names[name])} will arrive silently until {format_time(until)}."
+    )
 
 
-def unmute_text(words: Sequence[str], unmute: Callable[[str | None], int]) -> str:
-    name = words[0] if words else None
-    ended = unmute(name)
-    if not ended:
-        return "Nothing was muted here." if name is None else f"{name} was not muted here."
-    return "Alerts make a sound again." if name is None else f"{name} alerts make a sound again."
+def _muted_alerts(kind: MuteKind, name: str, title: str) -> str:
+    """How a reply names the alerts a mute covers."""
+    if kind == "watchlist":
+        return f"{name} alerts"
+    return f"Alerts from {title} ({name})" if title != name else f"Alerts from {name}"
+
+
+def unmute_text(words: Sequence[str], unmute: Callable[[MuteKind | None, str | None], int]) -> str:
+    """Parse /unmute [[watchlist|source] NAME] and end the mute(s) through ``unmute`` (kind and
+    name None: every mute in the chat)."""
+    if not words:
+        ended = unmute(None, None)
+        return "Alerts make a sound again." if ended else "Nothing was muted here."
+    if len(words) == 1:
+        kind: MuteKind = "watchlist"
+        name = words[0]
+    elif len(words) == 2 and words[0] in _KINDS:
+        kind = "source" if words[0] == "source" else "watchlist"
+        name = words[1]
+    else:
+        return UNMUTE_USAGE
+    if unmute(kind, name):
+        return f"{_muted_alerts(kind, name, name)} make a sound again."
+    if len(words) == 1 and name in _KINDS:  # "/unmute source": a name was probably forgotten
+        return f"No watchlist named {name} was muted here. {UNMUTE_USAGE}"
+    return f"{kind.capitalize()} {name} was not muted here."
 
 
 def _fit(text: str) -> str:
@@ -163,13 +221,13 @@ def _fit(text: str) -> str:
     return cut + "\n…"
 
 
-def read_status(settings: Settings, store: Store, now: datetime) -> str:
+def read_status(settings: Settings, store: Store, now: datetime, chat_id: int) -> str:
     states = {state.name: state for state in store.source_states()}
     activity = store.source_activity(now - WINDOW)
     published = {s.name: store.recent_publication_times(s.name) for s in settings.sources}
     configured = [(s.name, s.url) for s in settings.sources]
     health = source_health(configured, states, activity, published, now)
-    return status_text(health, store.alert_counts())
+    return status_text(health, store.alert_counts(), store.active_mutes(chat_id, now))
 
 
 class ChatCommands:
@@ -204,7 +262,9 @@ class ChatCommands:
             "start": lambda _: help_text(),
             "help": lambda _: help_text(),
             "watchlists": lambda update: watchlists_text(self._settings(), _chat_id(update)),
-            "status": lambda _: read_status(self._settings(), self._store, self._clock()),
+            "status": lambda update: read_status(
+                self._settings(), self._store, self._clock(), _chat_id(update)
+            ),
             "latest": lambda update: latest_text(
                 self._settings(),
                 _arguments(update),
@@ -213,18 +273,19 @@ class ChatCommands:
             "mute": lambda update: mute_text(
                 self._settings(),
                 _arguments(update),
-                lambda name, until: self._store.mute(_chat_id(update), name, until),
+                lambda kind, name, until: self._record_mute(_chat_id(update), kind, name, until),
                 self._clock(),
             ),
             "unmute": lambda update: unmute_text(
-                _arguments(update), lambda name: self._store.unmute(_chat_id(update), name)
+                _arguments(update),
+                lambda kind, name: self._end_mutes(_chat_id(update), kind, name),
             ),
         }
         for name, reply in replies.items():
             self._app.add_handler(CommandHandler(name, _answer(reply)))
         for name in _EDITS:
             self._app.add_handler(CommandHandler(name, self._edit))
-        self._app.add_handler(CallbackQueryHandler(self._mute_button, pattern=r"^mute:"))
+        self._app.add_handler(CallbackQueryHandler(self._mute_button, pattern=BUTTON_PATTERN))
         self._app.add_error_handler(_log_error)
         self._running = False
 
@@ -258,20 +319,44 @@ class ChatCommands:
         await self._app.stop()
         await self._app.shutdown()
 
+    def _record_mute(self, chat_id: int, kind: MuteKind, name: str, until: datetime) -> None:
+        if kind == "watchlist":
+            self._store.mute(chat_id, name, until)
+        else:
+            self._store.mute_source(chat_id, name, until)
+
+    def _end_mutes(self, chat_id: int, kind: MuteKind | None, name: str | None) -> int:
+        """End one mute, or (kind None) every mute of the chat; how many ended."""
+        ended = 0
+        if kind in (None, "watchlist"):
+            ended += self._store.unmute(chat_id, name)
+        if kind in (None, "source"):
+            ended += self._store.unmute_source(chat_id, name)
+        return ended
 
     async def _mute_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """The "Mute WATCHLIST 1h" button under an alert: mute it in that chat, say so."""
+        """A "Mute ... 1h" button under an alert: mute its watchlist or source in the chat the
+        alert is in, for anyone who presses it (as /mute), and say so."""
         query = update.callback_query
         if query is None or query.data is None:
             return
-        name = query.data.removeprefix("mute:")
-        chat_id = _chat_id(update)
-        if name not in {watchlist.name for watchlist in self._settings().watchlists}:
-            await query.answer(f"There is no watchlist named {name} any more.")
+        target = parse_button_data(query.data)
+        if target is None:
+            await query.answer("This button is not understood; nothing changed.")
+            return
+        kind, name = target
+        settings = self._settings()
+        if kind == "watchlist":
+            names = {watchlist.name: watchlist.name for watchlist in settings.watchlists}
+        else:
+            names = {source.name: source.title for source in settings.sources}
+        if name not in names:
+            await query.answer(f"There is no {kind} named {name} any more.")
             return
         until = self._clock() + MUTE_BUTTON
-        await asyncio.to_thread(self._store.mute, chat_id, name, until)
-        await query.answer(f"{name} alerts arrive silently until {format_time(until)}.")
+        await asyncio.to_thread(self._record_mute, _chat_id(update), kind, name, until)
+        alerts = _muted_alerts(kind, name, names[name])
+        await query.answer(f"{alerts} arrive silently until {format_time(until)}.")
 
     async def _edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -302,9 +387,7 @@ class ChatCommands:
         watchlist, term = words[0], " ".join(words[1:])
         argument: str | int | None = term if needs_term else chat_id
         try:
-            changed = await asyncio.to_thread(
-                edit, settings.path, watchlist, argument, thread_id
-            )
+            changed = await asyncio.to_thread(edit, settings.path, watchlist, argument, thread_id)
         except ConfigEditError as error:
             return f"Nothing changed: {error}."
         except SettingsError as error:

@@ -26,8 +26,10 @@ The rules, in the order a send meets them:
 - **Group upgraded to a supergroup**: the new id is stored (`chat_states.migrated_to`), the alert
   is sent there at once, and every later alert for the old id follows it; ``on_chat_moved`` lets
   the app rewrite the id in the configuration file too.
-- **Muted** (/mute): the watchlist's alerts still reach that chat, in order, but silently
-  (Telegram's disable_notification) until the mute ends: muting never loses an alert.
+- **Muted** (/mute, or the buttons; see bot.mutes): alerts of a muted watchlist or from a muted
+  source still reach that chat, in order, but silently (Telegram's disable_notification) until
+  the mute ends: muting never loses or holds back an alert. A digest is silent when every alert
+  in it is muted.
 - **Other permanent failures** (message refused even as plain text, chat not found) end that alert
   as `failed`; the chat's later alerts go on.
 - **Rhythm** (bot.rhythm, bot.digest): a route in digest mode, an alert queued in quiet hours, or a
@@ -59,6 +61,7 @@ from .digest import (
     digest_items,
     plan_chat,
 )
+from .mutes import Mutes
 from .ratelimit import Throttle
 from .rhythm import Rhythm, parse_quiet_hours, parse_schedule
 from .settings import ChatRoute, TelegramSettings, WatchlistSettings
@@ -257,7 +260,7 @@ class Deliverer:
             if not pending:
                 return False
             states = await self._blocking(self.store.chat_states)
-            muted = await self._blocking(functools.partial(self.store.muted, self.clock()))
+            muted = await self._blocking(functools.partial(self.store.mutes, self.clock()))
             target = _resolve(chat_id, states)
             refused = states.get(target)
             if refused is not None and refused.disabled_reason is not None:
@@ -291,7 +294,9 @@ class Deliverer:
                 if not await self._claim([alert.id]):
                     continue
                 text, options = self._render(
-                    alert, (chat_id, alert.watchlist) in muted, others.get(alert.article.id, ())
+                    alert,
+                    muted.silences(chat_id, alert.watchlist, alert.article.source),
+                    others.get(alert.article.id, ()),
                 )
                 self.throttle.leaving(target)
                 failure: DeliveryError | None = None
@@ -344,7 +349,7 @@ class Deliverer:
         chat_id: int,
         target: int,
         plan: ChatPlan,
-        muted: set[tuple[int, str]],
+        muted: Mutes,
         tally: _Tally,
         counts: _ChatRound,
         should_stop: Callable[[], bool],
@@ -402,7 +407,7 @@ class Deliverer:
         thread: int | None,
         alerts: list[PendingAlert],
         lines: tuple[str, str],
-        muted: set[tuple[int, str]],
+        muted: Mutes,
         others: Mapping[int, Sequence[str]],
         tally: _Tally,
         counts: _ChatRound,
@@ -430,7 +435,10 @@ class Deliverer:
                 )[0].html
             options = SendOptions(
                 thread_id=thread,
-                silent=all((chat_id, by_id[i].alert.watchlist) in muted for i in claimed),
+                silent=all(
+                    muted.silences(chat_id, by_id[i].alert.watchlist, by_id[i].alert.article.source)
+                    for i in claimed
+                ),
             )
             self.throttle.leaving(target)
             try:
@@ -504,6 +512,8 @@ class Deliverer:
             button_url=article.url or None,
             silent=silent,
             mute_watchlist=alert.watchlist,
+            mute_source=article.source,
+            source_title=self.source_titles.get(article.source, article.source),
         )
         return text, options
 

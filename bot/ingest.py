@@ -41,6 +41,7 @@ from feeds.politeness import HostGate
 from feeds.robots import RobotsCache
 from feeds.templates import site_of
 
+from .poll_batch import NotModifiedBatch, NotModifiedPoll
 from .store import ArticleIdentity, KnownArticle, SourceState, Store
 
 log = logging.getLogger("wirewatch.ingest")
@@ -104,13 +105,15 @@ class Ingestor:
     random: Callable[[], float] = random.random
     """Jitter for back-off (tests pass a fixed value)."""
 
-    async def poll(self, source: SourceJob) -> PollReport:
+    async def poll(self, source: SourceJob, batch: NotModifiedBatch | None = None) -> PollReport:
+        """Poll one source; a 304 is recorded in `batch` when given (its owner writes the batch
+        to the store, see bot.poll_batch), else in the store at once."""
         state = self.store.source_state(source.name, source.url)
         if state.disabled_reason:
             return PollReport(source.name, error=f"disabled: {state.disabled_reason}")
         failure: Exception
         try:
-            return await self._poll(source, state)
+            return await self._poll(source, state, batch)
         except (FetchError, ParseError) as error:
             message = str(error)
             failure = error
@@ -154,7 +157,9 @@ class Ingestor:
             log.warning("source %s failed: %s", source.name, message)
         return PollReport(source.name, error=message, next_poll_at=decision.next_poll_at)
 
-    async def _poll(self, source: SourceJob, state: SourceState) -> PollReport:
+    async def _poll(
+        self, source: SourceJob, state: SourceState, batch: NotModifiedBatch | None
+    ) -> PollReport:
         target = state.fetch_url or source.url
         response = await fetch(
             self.client,
@@ -169,6 +174,18 @@ class Ingestor:
             log.warning("source %s moved permanently to %s", source.name, response.permanent_url)
         if not isinstance(response, FetchResult):
             next_poll = self._next_poll(source, response.lifetime, FeedHints())
+            if batch is not None:
+                batch.add(
+                    NotModifiedPoll(
+                        source.name,
+                        source.url,
+                        response.validators,
+                        self.clock(),
+                        fetch_url,
+                        next_poll,
+                    )
+                )
+                return PollReport(source.name, not_modified=True, next_poll_at=next_poll)
             self.store.record_poll_success(
                 source.name,
                 source.url,

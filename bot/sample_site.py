@@ -120,6 +120,8 @@ class SampleSite:
         self._paths: Counter[str] = Counter()
         self._in_flight = 0
         self._peak_in_flight = 0
+        self._last_start: float | None = None
+        self._min_start_gap: float | None = None
         self._keep_log = True
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -207,6 +209,7 @@ class SampleSite:
             self._statuses.clear()
             self._paths.clear()
             self._peak_in_flight = self._in_flight
+            self._last_start = self._min_start_gap = None
 
     @property
     def status_counts(self) -> dict[int, int]:
@@ -227,6 +230,14 @@ class SampleSite:
         with self._lock:
             return self._peak_in_flight
 
+    @property
+    def min_start_gap(self) -> float | None:
+        """The shortest time (seconds) between the arrivals of two requests at this site since
+        the last `clear_requests` (None: fewer than two): what a client's per-host delay is
+        checked against."""
+        with self._lock:
+            return self._min_start_gap
+
     def keep_request_log(self, keep: bool) -> None:
         """Turn the per-request log off for long benchmark runs (counts are always kept)."""
         with self._lock:
@@ -236,6 +247,12 @@ class SampleSite:
         with self._lock:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            now = time.monotonic()
+            if self._last_start is not None:
+                gap = now - self._last_start
+                if self._min_start_gap is None or gap < self._min_start_gap:
+                    self._min_start_gap = gap
+            self._last_start = now
 
     def _leave(self, status: int | None) -> None:
         with self._lock:

@@ -237,6 +237,16 @@ mutes = Table(
     PrimaryKeyConstraint("chat_id", "watchlist"),
 )
 
+# Until then alerts from this source reach this chat silently, whatever their watchlist (0008).
+source_mutes = Table(
+    "source_mutes",
+    metadata,
+    Column("chat_id", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("chat_id", "source"),
+)
+
 # Learned per-site boilerplate (feeds.templates): a site's page count, and per block of text seen on
 # its pages a decayed page count as of page `last_page` and how many pages it was ever on.
 site_templates = Table(

@@ -56,7 +56,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import ReturningInsert
 
-from bot.schema import articles, chat_states, matches, mutes, outbox, sources
+from bot.mutes import ActiveMute, Mutes
+from bot.poll_batch import NotModifiedPoll
+from bot.schema import articles, chat_states, matches, mutes, outbox, source_mutes, sources
 from bot.story_store import (
     StoryMate,
     also_reported_by,
@@ -319,19 +321,29 @@ class Store:
             "disabled_reason": None,
         }
         with self._engine.begin() as connection:
-            statement = _insert(connection, sources).values(
-                name=name, polls=1, not_modified_polls=int(not_modified), **values
-            )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[sources.c.name],
-                    set_={
-                        **values,
-                        "polls": sources.c.polls + 1,
-                        "not_modified_polls": sources.c.not_modified_polls + int(not_modified),
-                    },
-                )
-            )
+            _upsert_poll_success(connection, name, values, not_modified)
+
+    def record_not_modified_polls(self, polls: Sequence[NotModifiedPoll]) -> None:
+        """Record many polls answered 304 in one transaction, each as `record_poll_success`
+        with ``not_modified=True`` would (bot.poll_batch says why they wait to be written)."""
+        if not polls:
+            return
+        with self._engine.begin() as connection:
+            for poll in polls:
+                values = {
+                    "url": poll.url,
+                    "etag": poll.validators.etag,
+                    "last_modified": poll.validators.last_modified,
+                    "last_polled_at": poll.at,
+                    "last_success_at": poll.at,
+                    "last_error": None,
+                    "last_error_kind": None,
+                    "failure_streak": 0,
+                    "fetch_url": poll.fetch_url,
+                    "next_poll_at": poll.next_poll_at,
+                    "disabled_reason": None,
+                }
+                _upsert_poll_success(connection, poll.name, values, True)
 
     def record_poll_failure(
         self,
@@ -784,6 +796,53 @@ class Store:
         with self._engine.begin() as connection:
             return {(chat_id, watchlist) for chat_id, watchlist in connection.execute(query)}
 
+    def mute_source(self, chat_id: int, source: str, until: datetime) -> None:
+        """Deliver alerts from ``source`` to this chat silently until ``until``, whatever their
+        watchlist (replaces any earlier mute of that pair)."""
+        with self._engine.begin() as connection:
+            statement = _insert(connection, source_mutes).values(
+                chat_id=chat_id, source=source, until=until
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[source_mutes.c.chat_id, source_mutes.c.source],
+                    set_={"until": until},
+                )
+            )
+
+    def unmute_source(self, chat_id: int, source: str | None = None) -> int:
+        """End the chat's mute of ``source`` (None: of every source); how many ended."""
+        statement = source_mutes.delete().where(source_mutes.c.chat_id == chat_id)
+        if source is not None:
+            statement = statement.where(source_mutes.c.source == source)
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount
+
+    def mutes(self, at: datetime) -> Mutes:
+        """Every watchlist and source mute in force at ``at``, read in one transaction."""
+        by_watchlist = select(mutes.c.chat_id, mutes.c.watchlist).where(mutes.c.until > at)
+        by_source = select(source_mutes.c.chat_id, source_mutes.c.source).where(
+            source_mutes.c.until > at
+        )
+        with self._engine.begin() as connection:
+            return Mutes(
+                watchlists=frozenset((c, n) for c, n in connection.execute(by_watchlist)),
+                sources=frozenset((c, n) for c, n in connection.execute(by_source)),
+            )
+
+    def active_mutes(self, chat_id: int, at: datetime) -> list[ActiveMute]:
+        """The chat's mutes in force at ``at``: watchlists, then sources, each by name."""
+        by_watchlist = select(mutes.c.watchlist, mutes.c.until).where(
+            mutes.c.chat_id == chat_id, mutes.c.until > at
+        )
+        by_source = select(source_mutes.c.source, source_mutes.c.until).where(
+            source_mutes.c.chat_id == chat_id, source_mutes.c.until > at
+        )
+        with self._engine.begin() as connection:
+            found = [ActiveMute("watchlist", n, u) for n, u in connection.execute(by_watchlist)]
+            found += [ActiveMute("source", n, u) for n, u in connection.execute(by_source)]
+        return sorted(found, key=lambda mute: (mute.kind != "watchlist", mute.name))
+
     def set_chat_disabled(self, chat_id: int, reason: str | None, at: datetime) -> None:
         """Stop (reason given) or resume (None) alerts to a chat."""
         with self._engine.begin() as connection:
@@ -888,6 +947,24 @@ def _with_related(connection: Connection, items: list[FeedItem]) -> list[FeedIte
         else item
         for item in items
     ]
+
+
+def _upsert_poll_success(
+    connection: Connection, name: str, values: dict[str, Any], not_modified: bool
+) -> None:
+    statement = _insert(connection, sources).values(
+        name=name, polls=1, not_modified_polls=int(not_modified), **values
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[sources.c.name],
+            set_={
+                **values,
+                "polls": sources.c.polls + 1,
+                "not_modified_polls": sources.c.not_modified_polls + int(not_modified),
+            },
+        )
+    )
 
 
 def _source_state(row: RowMapping, url: str) -> SourceState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from bot.schema import article_stories, articles, outbox, story_keys
 from feeds.models import Article
@@ -22,6 +22,13 @@ STORY_WINDOW = timedelta(days=3)
 
 MAX_CANDIDATES = 500
 """Bound on the fingerprints read per new article (the most recent first)."""
+
+MAX_RELATED = 20
+"""The most other reports of its story listed for one article (the earliest ones, ties by id).
+
+Near-identical articles (wire copies, generated pages) can all land in one story; listing every
+member for every member is quadratic in the story's size (5,000 copies: 25 million links, gigabytes
+of memory), so the cap is applied in the query itself, never after reading the whole story."""
 
 _KEY_CHUNK = 400
 
@@ -91,8 +98,11 @@ def story_of(connection: Connection, article_id: int) -> int | None:
     )
 
 
-def also_reported_by(connection: Connection, article_id: int) -> list[StoryMate]:
-    """The other articles of this article's story, earliest first (empty if it has none)."""
+def also_reported_by(
+    connection: Connection, article_id: int, limit: int = MAX_RELATED
+) -> list[StoryMate]:
+    """The other articles of this article's story, earliest first (empty if it has none): at
+    most `limit` of them, the earliest, however big the story is."""
     story_id = story_of(connection, article_id)
     if story_id is None:
         return []
@@ -101,6 +111,7 @@ def also_reported_by(connection: Connection, article_id: int) -> list[StoryMate]
         .join_from(article_stories, articles, article_stories.c.article_id == articles.c.id)
         .where(article_stories.c.story_id == story_id, articles.c.id != article_id)
         .order_by(articles.c.fetched_at, articles.c.id)
+        .limit(limit)
     ).all()
     return [
         StoryMate(row.id, row.source, row.url, row.title, row.published, row.fetched_at)
@@ -109,34 +120,60 @@ def also_reported_by(connection: Connection, article_id: int) -> list[StoryMate]
 
 
 def related_reports(
-    connection: Connection, article_ids: list[int]
+    connection: Connection, article_ids: list[int], limit: int = MAX_RELATED
 ) -> dict[int, tuple[tuple[str, str], ...]]:
-    """For each article, (source, url) of the other articles of its story, earliest first: the
-    "also reported by" links of feed entries. Two queries for a whole page of articles."""
+    """For each article, (source, url) of the other articles of its story, earliest first (ties
+    by id), at most `limit` of them: the "also reported by" links of feed entries and alerts.
+
+    Two queries for a whole page of articles. The second reads only the earliest `limit + 1`
+    members of each story (a window function, in SQLite and PostgreSQL alike): that is enough
+    to give every article its `limit` earliest others, itself left out, and it keeps the work
+    and the memory linear in the number of articles whatever the size of their stories.
+    """
     if not article_ids:
         return {}
-    mine = connection.execute(
-        select(article_stories.c.article_id, article_stories.c.story_id).where(
-            article_stories.c.article_id.in_(article_ids)
-        )
-    ).all()
-    story_of_article = {row.article_id: row.story_id for row in mine}
+    story_of_article: dict[int, int] = {}
+    for start in range(0, len(article_ids), _KEY_CHUNK):
+        chunk = article_ids[start : start + _KEY_CHUNK]
+        for row in connection.execute(
+            select(article_stories.c.article_id, article_stories.c.story_id).where(
+                article_stories.c.article_id.in_(chunk)
+            )
+        ):
+            story_of_article[row.article_id] = row.story_id
     if not story_of_article:
         return {}
-    members = connection.execute(
-        select(article_stories.c.story_id, articles.c.id, articles.c.source, articles.c.url)
-        .join_from(article_stories, articles, article_stories.c.article_id == articles.c.id)
-        .where(article_stories.c.story_id.in_(set(story_of_article.values())))
-        .order_by(articles.c.fetched_at, articles.c.id)
-    ).all()
     by_story: dict[int, list[tuple[int, str, str]]] = {}
-    for row in members:
-        by_story.setdefault(row.story_id, []).append((row.id, row.source, row.url))
+    stories = sorted(set(story_of_article.values()))
+    for start in range(0, len(stories), _KEY_CHUNK):
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=article_stories.c.story_id,
+                order_by=(articles.c.fetched_at, articles.c.id),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(
+                article_stories.c.story_id, articles.c.id, articles.c.source, articles.c.url, rank
+            )
+            .join_from(article_stories, articles, article_stories.c.article_id == articles.c.id)
+            .where(article_stories.c.story_id.in_(stories[start : start + _KEY_CHUNK]))
+            .subquery()
+        )
+        members = connection.execute(
+            select(ranked.c.story_id, ranked.c.id, ranked.c.source, ranked.c.url)
+            .where(ranked.c.rank <= limit + 1)
+            .order_by(ranked.c.story_id, ranked.c.rank)
+        )
+        for member in members:
+            by_story.setdefault(member.story_id, []).append((member.id, member.source, member.url))
     return {
         article_id: tuple(
             (source, url)
             for other, source, url in by_story.get(story_id, [])
             if other != article_id
-        )
+        )[:limit]
         for article_id, story_id in story_of_article.items()
     }

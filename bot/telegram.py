@@ -37,6 +37,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from bot.mutes import button_data
 from bot.store import PendingAlert
 
 MAX_MESSAGE_LENGTH = 4096
@@ -245,6 +246,10 @@ class SendOptions:
     """Deliver without a notification sound (the chat muted this watchlist for a while)."""
     mute_watchlist: str | None = None
     """Adds a "Mute WATCHLIST 1h" button, answered by bot.commands (callback data "mute:NAME")."""
+    mute_source: str | None = None
+    """Adds a "Mute OUTLET 1h" button on a row of its own (callback data "mutesrc:NAME", see
+    bot.mutes); the label shows ``source_title``, or the name when that is empty."""
+    source_title: str = ""
 
 
 class Sender(Protocol):
@@ -376,11 +381,9 @@ def _retry_seconds(error: RetryAfter) -> float:
     return float(value)
 
 
-MAX_CALLBACK_DATA = 64
-"""Telegram's limit for a button's callback data, in bytes."""
 MUTE_BUTTON_LABEL = "1h"
 MUTE_BUTTON = dt.timedelta(hours=1)
-"""How long the mute button under an alert mutes its watchlist in that chat."""
+"""How long the mute buttons under an alert mute its watchlist or its source in that chat."""
 
 CONNECTIONS = 16
 """HTTP connections to the Bot API: enough to keep 30 messages a second flowing when each
@@ -462,11 +465,17 @@ class TelegramSender:
         buttons = []
         if options.button_url and _is_linkable(options.button_url):
             buttons.append(telegram.InlineKeyboardButton("Open article", url=options.button_url))
-        data = f"mute:{options.mute_watchlist}" if options.mute_watchlist else ""
-        if data and len(data.encode()) <= MAX_CALLBACK_DATA:
+        data = button_data("watchlist", options.mute_watchlist) if options.mute_watchlist else None
+        if data:
             label = _clip(f"🔕 Mute {options.mute_watchlist} {MUTE_BUTTON_LABEL}", 40)
             buttons.append(telegram.InlineKeyboardButton(label, callback_data=data))
-        markup = telegram.InlineKeyboardMarkup([buttons]) if buttons else None
+        rows = [buttons] if buttons else []
+        data = button_data("source", options.mute_source) if options.mute_source else None
+        if data:
+            outlet = options.source_title or options.mute_source
+            label = _clip(f"🔕 Mute {outlet} {MUTE_BUTTON_LABEL}", 40)
+            rows.append([telegram.InlineKeyboardButton(label, callback_data=data)])
+        markup = telegram.InlineKeyboardMarkup(rows) if rows else None
         try:
             message = await self._bot.send_message(
                 chat_id,

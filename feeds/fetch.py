@@ -73,14 +73,23 @@ class FetchLimits:
     max_redirects: int = 5
 
 
-def make_client(user_agent: str, limits: FetchLimits = FetchLimits()) -> httpx.AsyncClient:
+def make_client(
+    user_agent: str, limits: FetchLimits = FetchLimits(), connections: int = 100
+) -> httpx.AsyncClient:
     """A client configured for `fetch`: share one per process so connections are reused.
+
+    `connections` is at least the number of requests the caller lets out at once (the host
+    gate's total): with fewer, a request that passed its host's turn would queue for a pooled
+    connection (and fail after the pool timeout), and reach the host later than its turn, closer
+    to the next request than the per-host delay allows. Every connection may be kept alive, so
+    a re-poll reuses the one its host's last request opened.
 
     The caller owns it and must close it (`async with make_client(...) as client:`).
     """
     return httpx.AsyncClient(
         headers={"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
         timeout=_timeout(limits),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         follow_redirects=True,
         max_redirects=limits.max_redirects,
         verify=_ssl_context(),

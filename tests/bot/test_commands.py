@@ -14,7 +14,9 @@ import pytest
 
 from bot.commands import (
     COMMANDS,
+    MUTE_USAGE,
     REFUSAL,
+    UNMUTE_USAGE,
     ChatCommands,
     help_text,
     latest_text,
@@ -48,9 +50,7 @@ def _timedelta_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     path = tmp_path / "c.yaml"
-    path.write_text(
-        CONFIG + f"database: sqlite:///{tmp_path / 'db.sqlite3'}\n", encoding="utf-8"
-    )
+    path.write_text(CONFIG + f"database: sqlite:///{tmp_path / 'db.sqlite3'}\n", encoding="utf-8")
     return load_settings(path, {})
 
 
@@ -122,9 +122,7 @@ async def wait_for_reply(api: FakeTelegram, chat: int, count: int = 1) -> list[s
     return api.replies(chat)
 
 
-async def test_commands_round_trip_through_long_polling(
-    settings: Settings, store: Store
-) -> None:
+async def test_commands_round_trip_through_long_polling(settings: Settings, store: Store) -> None:
     with FakeTelegram() as api:
         commands = ChatCommands(
             api.token, api.base_url, settings=lambda: settings, store=store, clock=lambda: NOW
@@ -271,38 +269,74 @@ def test_latest_text(
     ("words", "expected", "recorded"),
     [
         (["ukraine", "2h"], "ukraine alerts will arrive silently until 1 Mar 2026 14:00 UTC.",
-         [("ukraine", NOW + timedelta(hours=2))]),
-        (["ukraine"], "Usage: /mute WATCHLIST DURATION (e.g. /mute ukraine 2h)", []),
+         [("watchlist", "ukraine", NOW + timedelta(hours=2))]),
+        (["watchlist", "ukraine", "2h"],
+         "ukraine alerts will arrive silently until 1 Mar 2026 14:00 UTC.",
+         [("watchlist", "ukraine", NOW + timedelta(hours=2))]),
+        (["source", "wire", "1d"],
+         "Alerts from wire will arrive silently until 2 Mar 2026 12:00 UTC.",
+         [("source", "wire", NOW + timedelta(days=1))]),
+        (["ukraine"], MUTE_USAGE, []),
+        (["source", "wire"], MUTE_USAGE, []),  # no watchlist called "source": no duration
+        (["outlet", "wire", "1h"], MUTE_USAGE, []),  # three words need a kind first
+        (["source", "wire", "1h", "more"], MUTE_USAGE, []),
         (["nope", "1h"], "There is no watchlist named nope (try one of: ukraine, energy).", []),
+        (["source", "bbc", "1h"], "There is no source named bbc (try one of: wire).", []),
+        (["source", "ukraine", "1h"], "There is no source named ukraine (try one of: wire).", []),
         (["ukraine", "soon"], 'Nothing changed: bad duration "soon" (use e.g. 30s, 10m, 1h, 1d).',
          []),
         (["ukraine", "90d"], "Nothing changed: a mute lasts from 1m to 30d.", []),
+        (["source", "wire", "30s"], "Nothing changed: a mute lasts from 1m to 30d.", []),
     ],
 )  # fmt: skip
 def test_mute_text(
     settings: Settings,
     words: list[str],
     expected: str,
-    recorded: list[tuple[str, datetime]],
+    recorded: list[tuple[str, str, datetime]],
 ) -> None:
-    mutes: list[tuple[str, datetime]] = []
-    assert mute_text(settings, words, lambda name, until: mutes.append((name, until)), NOW) == (
-        expected
+    mutes: list[tuple[str, str, datetime]] = []
+    assert (
+        mute_text(settings, words, lambda kind, name, until: mutes.append((kind, name, until)), NOW)
+        == expected
     )
     assert mutes == recorded
 
 
+def test_mute_usage_is_what_help_promises() -> None:
+    assert "/mute source SOURCE DURATION" in MUTE_USAGE
+    assert dict(COMMANDS)["mute"].startswith("[source] NAME DURATION")
+
+
 @pytest.mark.parametrize(
-    ("words", "ended", "expected"),
+    ("words", "ended", "expected", "asked"),
     [
-        ([], 2, "Alerts make a sound again."),
-        ([], 0, "Nothing was muted here."),
-        (["ukraine"], 1, "ukraine alerts make a sound again."),
-        (["ukraine"], 0, "ukraine was not muted here."),
+        ([], 2, "Alerts make a sound again.", [(None, None)]),
+        ([], 0, "Nothing was muted here.", [(None, None)]),
+        (["ukraine"], 1, "ukraine alerts make a sound again.", [("watchlist", "ukraine")]),
+        (["ukraine"], 0, "Watchlist ukraine was not muted here.", [("watchlist", "ukraine")]),
+        (["watchlist", "ukraine"], 1, "ukraine alerts make a sound again.",
+         [("watchlist", "ukraine")]),
+        (["source", "wire"], 1, "Alerts from wire make a sound again.", [("source", "wire")]),
+        (["source", "wire"], 0, "Source wire was not muted here.", [("source", "wire")]),
+        (["source"], 0, f"No watchlist named source was muted here. {UNMUTE_USAGE}",
+         [("watchlist", "source")]),
+        (["source"], 1, "source alerts make a sound again.", [("watchlist", "source")]),
+        (["outlet", "wire"], 1, UNMUTE_USAGE, []),
+        (["source", "wire", "now"], 1, UNMUTE_USAGE, []),
     ],
-)
-def test_unmute_text(words: list[str], ended: int, expected: str) -> None:
-    assert unmute_text(words, lambda _: ended) == expected
+)  # fmt: skip
+def test_unmute_text(
+    words: list[str], ended: int, expected: str, asked: list[tuple[str | None, str | None]]
+) -> None:
+    calls: list[tuple[str | None, str | None]] = []
+
+    def unmute(kind: str | None, name: str | None) -> int:
+        calls.append((kind, name))
+        return ended
+
+    assert unmute_text(words, unmute) == expected
+    assert calls == asked
 
 
 async def test_mute_round_trip(settings: Settings, store: Store) -> None:

@@ -354,8 +354,9 @@ async def test_routes_choose_topic_time_zone_and_preview(store: Store, time: Fak
     await deliverer(store, sender, time, routes=routes).deliver()
     options = {chat: sent_options for chat, _, _, sent_options in sender.sent}
     url = "https://news.test/first"
-    assert options[7] == SendOptions(None, "off", url, url, mute_watchlist="w")
-    assert options[-100] == SendOptions(12, "above", url, url, mute_watchlist="w")
+    buttons = {"mute_watchlist": "w", "mute_source": "src", "source_title": "src"}
+    assert options[7] == SendOptions(None, "off", url, url, **buttons)  # type: ignore[arg-type]
+    assert options[-100] == SendOptions(12, "above", url, url, **buttons)  # type: ignore[arg-type]
 
 
 async def test_a_muted_watchlist_arrives_silently_until_the_mute_ends(

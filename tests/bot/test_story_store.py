@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bot.schema import article_stories, outbox
 from bot.store import Store
+from bot.story_store import MAX_RELATED, related_reports
 from feeds.models import Article, Match, TermHit
 
 EXAMPLES = Path(__file__).parents[1] / "fixtures" / "stories"
@@ -90,3 +91,42 @@ def test_feed_items_carry_the_other_reports_of_their_story(store: Store) -> None
     assert related[other] == ()
     history = {item.article.id: item.related for item in store.feed_history(None)}
     assert history[wire] == related[wire]
+
+
+def test_a_giant_story_lists_only_the_earliest_reports_for_each_article(store: Store) -> None:
+    # Identical copies all join one story; without the cap every article would list all others.
+    size = MAX_RELATED * 2 + 5
+    body = example("port-strike--wire")
+    ids = []
+    for number in range(size):
+        copy = Article(f"https://outlet{number}.test/a", body.title, body.paragraphs, "")
+        found = [Match("ports", (TermHit("Harwick", 1, ("body",)),), "…Harwick…")]
+        added = store.add_article_with_matches(
+            f"outlet{number}", "g", copy, found, ROUTES, T0 + timedelta(minutes=number)
+        )
+        assert added is not None
+        ids.append(added.article.id)
+    assert set(stories(store).values()) == {ids[0]}
+    sources = [f"outlet{number}" for number in range(size)]
+    related = store.other_reports(ids)
+    assert related[ids[0]] == tuple(sources[1 : MAX_RELATED + 1])
+    assert related[ids[5]] == tuple(sources[:5] + sources[6 : MAX_RELATED + 1])
+    assert related[ids[-1]] == tuple(sources[:MAX_RELATED])
+    assert all(len(others) == MAX_RELATED for others in related.values())
+    assert store.other_reports(ids) == related  # deterministic
+    mates = store.also_reported_by(ids[-1])
+    assert [mate.article_id for mate in mates] == ids[:MAX_RELATED]
+    # What the feeds and alerts read: capped there too, and one alert per chat for the story.
+    history = store.feed_history("ports", content=False)
+    assert len(history) == size
+    assert all(len(item.related) == MAX_RELATED for item in history)
+    assert alerts(store) == [(111, ids[0]), (222, ids[0])]
+
+
+def test_related_reports_of_more_articles_than_one_query_takes(store: Store) -> None:
+    first = ingest(store, "wire", "port-strike--wire")
+    copy = ingest(store, "herald", "port-strike--copy-a", T0 + timedelta(minutes=30))
+    with store._engine.begin() as connection:
+        related = related_reports(connection, [*range(10_000, 11_000), copy, first])
+    assert related == {first: (("herald", "https://port-strike--copy-a.test/a"),),
+                       copy: (("wire", "https://port-strike--wire.test/a"),)}  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feeds.match import Matcher, window
+from feeds.match import Matcher, compile_watchlist, window
 from feeds.models import Article, Watchlist
 from feeds.normalize import _canonical_by_word, normalize, normalize_term
 
@@ -341,15 +341,18 @@ def test_planned_rules_agree_with_the_tree(
     for (prefix, word), join in zip(query[1:], joins, strict=False):
         text += f"{join}{prefix}{word}"
     text += ")" * sum(prefix == "(" for prefix, _ in query)
-    watchlists = [
+    watchlists = []
+    for watchlist in (
         Watchlist("query", (), query=text),
         Watchlist("lists", tuple(w for _, w in query[:2]), tuple(w for _, w in query[2:4])),
         Watchlist("exclude", ("nato",), (), tuple(w for _, w in query)),
-    ]
-    try:
-        matcher = Matcher(watchlists)
-    except ValueError:
-        return  # not a valid query: nothing to compare
+    ):
+        try:
+            compile_watchlist(watchlist)
+        except ValueError:
+            continue  # not a valid definition: nothing to compare
+        watchlists.append(watchlist)
+    matcher = Matcher(watchlists)
     scan = matcher._scan(article(" ".join(title), " ".join(body)), None)
     for rule in matcher._rules:
         assert matcher._holds(rule.plan, scan) == matcher._evaluate(rule.tree, scan), rule.tree

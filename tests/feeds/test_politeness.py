@@ -60,9 +60,12 @@ async def test_per_host_limit_holds_and_other_hosts_are_not_held_up(
         await asyncio.gather(*(fetch(client, url, gate=gate) for url in urls))
         elapsed = time.monotonic() - started
     assert all(1 <= r.most <= 2 for r in recorders)
-    # Six requests two at a time take at least three rounds per host; both hosts side by side
-    # take less than the twelve requests one after the other would (1.8 s).
-    assert 0.45 <= elapsed < 1.75
+    # Six requests two at a time take at least three rounds per host.
+    assert elapsed >= 0.45
+    # The hosts were served side by side, not one after the other (checked by overlap rather
+    # than by a wall-clock bound, which a loaded machine could break).
+    first, second = (sorted(r.starts) for r in recorders)
+    assert second[0] < first[-1] and first[0] < second[-1]
 
 
 async def test_requests_to_one_host_start_min_delay_apart(sample_site: SampleSite) -> None:
@@ -73,8 +76,12 @@ async def test_requests_to_one_host_start_min_delay_apart(sample_site: SampleSit
         await asyncio.gather(
             *(fetch(client, sample_site.url(f"/r?{n}"), gate=gate) for n in range(4))
         )
-    gaps = [later - earlier for earlier, later in pairwise(sorted(recorder.starts))]
-    assert len(gaps) == 3 and min(gaps) >= 0.18  # timer slack, never early by more
+    starts = sorted(recorder.starts)
+    gaps = [later - earlier for earlier, later in pairwise(starts)]
+    # Arrival times carry scheduling jitter at both ends of each gap, so each gap is checked
+    # loosely and the whole span, where the jitter counts only once, tightly.
+    assert len(gaps) == 3 and min(gaps) >= 0.1
+    assert starts[-1] - starts[0] >= 3 * 0.2 - 0.05
 
 
 async def test_the_global_limit_caps_all_hosts_together(
@@ -88,8 +95,9 @@ async def test_the_global_limit_caps_all_hosts_together(
     async with make_client("wirewatch-test") as client:
         await asyncio.gather(*(fetch(client, url, gate=gate) for url in urls))
     assert [r.most for r in recorders] == [1, 1]
+    # One at a time across both hosts: four 0.15 s requests cannot start within 0.4 s.
     starts = sorted(recorders[0].starts + recorders[1].starts)
-    assert all(later - earlier >= 0.12 for earlier, later in pairwise(starts))
+    assert starts[-1] - starts[0] >= 3 * 0.15 - 0.05
 
 
 def test_limits_are_checked() -> None:
