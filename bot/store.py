@@ -728,15 +728,7 @@ class Store:
     def set_chat_burst(self, chat_id: int, since: datetime | None, at: datetime) -> None:
         """Switch a chat to burst digests since ``since`` (None: back to instant alerts)."""
         with self._engine.begin() as connection:
-            statement = _insert(connection, chat_states).values(
-                chat_id=chat_id, burst_since=since, updated_at=at
-            )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[chat_states.c.chat_id],
-                    set_={"burst_since": since, "updated_at": at},
-                )
-            )
+            _upsert_chat_state(connection, chat_id, at, burst_since=since)
 
     def record_chat_migration(self, chat_id: int, new_chat_id: int, at: datetime) -> None:
         """Remember that a group became a supergroup: its alerts go to `new_chat_id` from now on.
@@ -744,15 +736,7 @@ class Store:
         Chats that were themselves upgraded earlier and pointed at `chat_id` follow it too.
         """
         with self._engine.begin() as connection:
-            statement = _insert(connection, chat_states).values(
-                chat_id=chat_id, migrated_to=new_chat_id, updated_at=at
-            )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[chat_states.c.chat_id],
-                    set_={"migrated_to": new_chat_id, "updated_at": at},
-                )
-            )
+            _upsert_chat_state(connection, chat_id, at, migrated_to=new_chat_id)
             connection.execute(
                 update(chat_states)
                 .where(chat_states.c.migrated_to == chat_id)
@@ -846,15 +830,7 @@ class Store:
     def set_chat_disabled(self, chat_id: int, reason: str | None, at: datetime) -> None:
         """Stop (reason given) or resume (None) alerts to a chat."""
         with self._engine.begin() as connection:
-            statement = _insert(connection, chat_states).values(
-                chat_id=chat_id, disabled_reason=reason, updated_at=at
-            )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[chat_states.c.chat_id],
-                    set_={"disabled_reason": reason, "updated_at": at},
-                )
-            )
+            _upsert_chat_state(connection, chat_id, at, disabled_reason=reason)
 
     # Stories and backtests (feeds.stories, bot.story_store)
 
@@ -1035,6 +1011,18 @@ def _insert_matches(
                 continue
             new_alerts += _insert_alert(connection, chat_id, article_id, match, at)
     return new_matches, new_alerts
+
+
+def _upsert_chat_state(
+    connection: Connection, chat_id: int, at: datetime, **values: object
+) -> None:
+    """Set some of a chat's state columns, creating its row on first use."""
+    statement = _insert(connection, chat_states).values(chat_id=chat_id, updated_at=at, **values)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[chat_states.c.chat_id], set_={**values, "updated_at": at}
+        )
+    )
 
 
 def _insert_article(
