@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -232,10 +232,14 @@ class App:
         Returns when the source is due again (None: disabled), for the schedule.
         """
         [report] = await self.poll_sources([job])
+        # Feeds and alerts side by side: an alert never waits for feed rendering or a WebSub
+        # ping, and feeds never wait for a rate-limited delivery round.
+        work: list[Awaitable[object]] = []
         if report.new_articles or report.new_matches or report.updated_articles:
-            await self.publish()
+            work.append(self.publish())
         if report.new_alerts:
-            await self.deliver()
+            work.append(self.deliver())
+        await asyncio.gather(*work)
         return report.next_poll_at
 
     async def serve(self) -> FeedServer:

@@ -65,6 +65,7 @@ from bot.story_store import (
     assign_story,
     related_reports,
     story_alerted,
+    story_of,
 )
 from bot.template_store import learn_site_page, load_site_template
 from feeds.models import Article, ConditionalHeaders, Match
@@ -476,7 +477,11 @@ class Store:
         with self._engine.begin() as connection:
             row = connection.execute(statement).one()
             stored = _stored_article(row._mapping)
-            new_matches, new_alerts = _insert_matches(connection, stored.id, found, routes, at)
+            # The same story rule as for a new article: a chat already alerted about the
+            # story (through this or another outlet's article) gets no second alert.
+            new_matches, new_alerts = _insert_matches(
+                connection, stored.id, found, routes, at, story=story_of(connection, stored.id)
+            )
         return IngestedArticle(stored, new_matches, new_alerts)
 
     def add_article(

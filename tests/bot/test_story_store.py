@@ -130,3 +130,26 @@ def test_related_reports_of_more_articles_than_one_query_takes(store: Store) -> 
         related = related_reports(connection, [*range(10_000, 11_000), copy, first])
     assert related == {first: (("herald", "https://port-strike--copy-a.test/a"),),
                        copy: (("wire", "https://port-strike--wire.test/a"),)}  # fmt: skip
+
+
+def test_an_edited_copy_that_now_matches_does_not_alert_the_story_again(store: Store) -> None:
+    from bot.store import ArticleIdentity
+
+    wire = ingest(store, "wire", "port-strike--wire")
+    # A copy of the same story arrives from another outlet without matching anything...
+    copy = store.add_article_with_matches(
+        "herald", "copy", example("port-strike--copy-a"), [], ROUTES, T0 + timedelta(minutes=30)
+    )
+    assert copy is not None and stories(store)[copy.article.id] == wire
+    # ...and is then edited so that it matches: its chats already had the story.
+    found = [Match("ports", (TermHit("Harwick", 1, ("body",)),), "…Harwick…")]
+    edited = store.update_article_with_matches(
+        copy.article.id,
+        example("port-strike--copy-a"),
+        ArticleIdentity(),
+        found,
+        ROUTES,
+        T0 + timedelta(hours=1),
+    )
+    assert (edited.new_matches, edited.new_alerts) == (1, 0)
+    assert alerts(store) == [(111, wire), (222, wire)]
