@@ -268,7 +268,8 @@ class Deliverer:
                 continue
             own = states.get(chat_id)
             burst_since = own.burst_since if own is not None else None
-            plan = plan_chat(pending, self._rhythm, burst_since, self.burst, self.clock())
+            rhythm = functools.partial(self._rhythm, target)
+            plan = plan_chat(pending, rhythm, burst_since, self.burst, self.clock())
             if plan.digest or plan.burst != "none":
                 outcome = await self._deliver_digest(
                     chat_id, target, plan, muted, tally, counts, should_stop
@@ -295,6 +296,7 @@ class Deliverer:
                     continue
                 text, options = self._render(
                     alert,
+                    target,
                     muted.silences(chat_id, alert.watchlist, alert.article.source),
                     others.get(alert.article.id, ()),
                 )
@@ -341,8 +343,19 @@ class Deliverer:
                 return True
         return None
 
-    def _rhythm(self, alert: PendingAlert) -> Rhythm:
-        return self.routes.get((alert.watchlist, alert.chat_id), RouteOptions()).rhythm
+    def _route(self, watchlist: str, chat_id: int, target: int) -> RouteOptions:
+        """The options of ``watchlist``'s route for alerts queued under ``chat_id`` and going to
+        ``target`` (``_resolve``: the chat after any supergroup upgrade). Every lookup goes
+        through here because, once App.move_chat has rewritten the configuration, the table is
+        keyed by the new id while older alerts still carry the old one; before that rewrite (or
+        if it failed) only the old id is configured."""
+        route = self.routes.get((watchlist, target))
+        if route is None and target != chat_id:
+            route = self.routes.get((watchlist, chat_id))
+        return route or RouteOptions()
+
+    def _rhythm(self, target: int, alert: PendingAlert) -> Rhythm:
+        return self._route(alert.watchlist, alert.chat_id, target).rhythm
 
     async def _deliver_digest(
         self,
@@ -382,7 +395,7 @@ class Deliverer:
             )
             groups: dict[int | None, list[PendingAlert]] = {}
             for alert in plan.digest:
-                route = self.routes.get((alert.watchlist, chat_id), RouteOptions())
+                route = self._route(alert.watchlist, chat_id, target)
                 groups.setdefault(route.thread_id, []).append(alert)
             note = burst_note(self.burst or BurstRule()) if plan.burst != "none" else ""
             for number, (thread, alerts) in enumerate(groups.items(), start=1):
@@ -414,7 +427,7 @@ class Deliverer:
         should_stop: Callable[[], bool],
     ) -> bool | None:
         """Send one topic's digest, message by message; see ``_deliver_digest`` for the result."""
-        route = self.routes.get((alerts[0].watchlist, chat_id), RouteOptions())
+        route = self._route(alerts[0].watchlist, chat_id, target)
         items = digest_items(alerts, self.watchlist_titles, self.source_titles, others)
         by_id = {item.alert.id: item for item in items}
         note, footer = lines
@@ -494,9 +507,9 @@ class Deliverer:
             raise
 
     def _render(
-        self, alert: PendingAlert, silent: bool, other_sources: Sequence[str]
+        self, alert: PendingAlert, target: int, silent: bool, other_sources: Sequence[str]
     ) -> tuple[str, SendOptions]:
-        route = self.routes.get((alert.watchlist, alert.chat_id), RouteOptions())
+        route = self._route(alert.watchlist, alert.chat_id, target)
         article = alert.article
         text = format_alert(
             alert,

@@ -397,3 +397,26 @@ async def test_other_outlets_of_the_story_are_named(store: Store, time: FakeTime
     ).deliver()
     [(_, alert, _, _)] = sender.sent  # one story, one alert
     assert "\nAlso reported by: Wire Service\n" in alert
+
+
+async def test_alerts_queued_under_the_old_id_get_the_new_chats_route(
+    store: Store, time: FakeTime
+) -> None:
+    """After a group's upgrade the configuration names the supergroup (App.move_chat), while
+    alerts queued earlier still carry the old id: they get the new chat's topic and preview."""
+    store.record_chat_migration(-5, -1005, T0)
+    queue(store, "first", [-5])
+    watchlist = WatchlistSettings.model_validate(
+        {
+            "name": "w",
+            "keywords": ["x"],
+            "chats": [{"chat": -1005, "thread": 4, "link_preview": "above"}],
+        }
+    )
+    sender = ScriptedSender(time)
+    await deliverer(store, sender, time, routes=route_table([watchlist])).deliver()
+    url = "https://news.test/first"
+    buttons = {"mute_watchlist": "w", "mute_source": "src", "source_title": "src"}
+    assert [(chat, options) for chat, _, _, options in sender.sent] == [
+        (-1005, SendOptions(4, "above", url, url, **buttons))  # type: ignore[arg-type]
+    ]

@@ -17,7 +17,7 @@ from bot.delivery import Deliverer, route_table
 from bot.digest import BURST_OVER, BurstRule
 from bot.settings import WatchlistSettings
 from bot.store import Store
-from bot.telegram import SendOptions
+from bot.telegram import DeliveryError, SendOptions
 from feeds.models import Article, Match, TermHit
 from tests.bot.test_delivery import T0, FakeTime, ScriptedSender, direct
 from tests.support.fake_telegram import parse_telegram_html, utf16_length
@@ -348,3 +348,50 @@ async def test_every_alert_of_a_digest_exactly_once_across_a_crash(
 
 def _crash(*_: object, **__: object) -> Any:
     raise Crash
+
+
+async def test_a_digest_route_follows_its_group_into_the_supergroup(
+    store: Store, time: FakeTime
+) -> None:
+    """A group in digest mode with a forum topic becomes a supergroup while alerts are queued
+    under its old id, and the configuration is rewritten to the new id (App.move_chat): the
+    queued alerts still go as digests, into the same topic of the new chat."""
+    old, new = -5, -1005
+    sender = ScriptedSender(time)
+    sender.failures[old] = DeliveryError("upgraded", permanent=False, migrate_to=new)
+
+    async def moved(old_chat: int, new_chat: int) -> None:  # as App.move_chat does
+        assert (old_chat, new_chat) == (old, new)
+        sending.routes = routes({"chat": new_chat, "thread": 9, "schedule": "hourly"})
+
+    sending = deliverer(
+        store,
+        sender,
+        time,
+        routes=routes({"chat": old, "thread": 9, "schedule": "hourly"}),
+        on_chat_moved=moved,
+    )
+    for number in range(3):
+        queue(store, time, f"a{number}", [old])
+    time.seconds = 3600
+    report = await sending.deliver()
+    assert (report.sent, report.failed) == (3, 0)
+    assert store.chat_states()[old].migrated_to == new
+    assert [(chat, items(text)) for chat, text, _, _ in sender.sent] == [(new, ["a0", "a1", "a2"])]
+    assert is_digest(sender.sent[0][1]) and sender.sent[0][3] == SendOptions(thread_id=9)
+
+    time.seconds = 3600 + 60
+    for number in range(2):  # matched before the rewrite, so still queued under the old id
+        queue(store, time, f"b{number}", [old])
+    later = deliverer(
+        store, sender, time, routes=routes({"chat": new, "thread": 9, "schedule": "hourly"})
+    )
+    await later.deliver()
+    assert len(sender.sent) == 1  # held for the next digest, not sent one by one
+    time.seconds = 2 * 3600
+    await later.deliver()
+    assert len(sender.sent) == 2
+    chat, text, _, options = sender.sent[1]
+    assert (chat, items(text), options) == (new, ["b0", "b1"], SendOptions(thread_id=9))
+    assert is_digest(text)
+    assert {status for status, _ in outbox(store).values()} == {"sent"}
