@@ -46,7 +46,7 @@ from .health import WINDOW, SourceHealth, source_health
 from .mutes import BUTTON_PATTERN, ActiveMute, MuteKind, parse_button_data
 from .settings import Settings, SettingsError, parse_duration
 from .store import FeedItem, Store
-from .telegram import MUTE_BUTTON, format_time, protect_token
+from .telegram import MUTE_BUTTON, format_time, protect_token, redact_tokens
 
 log = logging.getLogger("wirewatch.commands")
 
@@ -408,7 +408,7 @@ _EDITS: dict[str, Callable[[Path, str, Any, int | None], Settings]] = {
     "add": lambda path, watchlist, term, _thread: add_term(path, watchlist, term),
     "remove": lambda path, watchlist, term, _thread: remove_term(path, watchlist, term),
     "subscribe": lambda path, watchlist, chat, thread: subscribe(path, watchlist, chat, thread),
-    "unsubscribe": lambda path, watchlist, chat, _thread: unsubscribe(path, watchlist, chat),
+    "unsubscribe": lambda path, watchlist, chat, thread: unsubscribe(path, watchlist, chat, thread),
 }
 
 
@@ -433,4 +433,6 @@ def _answer(
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    log.warning("a command failed: %s", context.error)
+    """PTB's errors may quote a request URL, token included, and this logger is not among those
+    bot.telegram's filter covers: the text is redacted here (no traceback, which could too)."""
+    log.warning("a command failed: %s", redact_tokens(str(context.error)))

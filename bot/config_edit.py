@@ -7,16 +7,24 @@ that would make the configuration invalid is refused with the same message `wire
 gives), and only then moved over the original with `os.replace`. The caller gets the new Settings,
 to apply without a restart.
 
-A ruamel document per edit, not a shared helper with bot/source_config.py: that module appends
-sources; this one edits lists inside one watchlist, and both are short.
+Every change to the file goes through `edit_document` (bot/source_config.py's `wirewatch add` and
+OPML import too), which holds the configuration's lock from the read to the replace: a
+module-level `threading.Lock` for the bot's own threads (chat commands run in parallel worker
+threads) and an `fcntl.flock` on a lock file beside the configuration (``.NAME.lock``, left in
+place: removing a lock file while another process may be waiting on it would let two writers in)
+for other processes, such as a `wirewatch add` run while the bot is up. Without it two edits at
+once both read the old file and the second write drops the first change.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -25,7 +33,21 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from .settings import Settings, load_settings
 
-__all__ = ["ConfigEditError", "add_term", "move_chat", "remove_term", "subscribe", "unsubscribe"]
+__all__ = [
+    "ConfigEditError",
+    "Unchanged",
+    "add_term",
+    "config_lock",
+    "edit_document",
+    "move_chat",
+    "remove_term",
+    "subscribe",
+    "unsubscribe",
+]
+
+_LOCK = threading.Lock()
+"""Serialises this process's edits; the file lock alone would too on Linux (one open file
+description per call), but not on every platform flock is emulated on."""
 
 
 class ConfigEditError(Exception):
@@ -87,8 +109,8 @@ def subscribe(
             entry["chats"] = chats
         if not isinstance(chats, CommentedSeq):
             raise ConfigEditError(f"watchlist {watchlist} has a chats value that is not a list")
-        if _route_index(chats, chat_id) is not None:
-            raise ConfigEditError(f"this chat already gets {watchlist}")
+        if _route_index(chats, chat_id, thread_id) is not None:
+            raise ConfigEditError(f"this {_where(thread_id)} already gets {watchlist}")
         if thread_id is None:
             chats.append(chat_id)
         else:
@@ -100,15 +122,20 @@ def subscribe(
 
 
 def unsubscribe(
-    path: Path, watchlist: str, chat_id: int, environ: Mapping[str, str] | None = None
+    path: Path,
+    watchlist: str,
+    chat_id: int,
+    thread_id: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Stop routing the watchlist's alerts to this chat."""
+    """Stop routing the watchlist's alerts to this chat (and forum topic): another topic's route
+    in the same chat stays."""
 
     def change(entry: CommentedMap) -> None:
         chats = entry.get("chats")
-        index = _route_index(chats, chat_id) if isinstance(chats, CommentedSeq) else None
+        index = _route_index(chats, chat_id, thread_id) if isinstance(chats, CommentedSeq) else None
         if index is None:
-            raise ConfigEditError(f"this chat does not get {watchlist}")
+            raise ConfigEditError(f"this {_where(thread_id)} does not get {watchlist}")
         del chats[index]
 
     return _edit(path, watchlist, change, environ)
@@ -136,22 +163,30 @@ def move_chat(
                     chats[index] = new_chat
                     moved = True
         if not moved:
-            raise _Unchanged
+            raise Unchanged
 
     try:
-        return _edit_document(path, change, environ)
-    except _Unchanged:
+        return edit_document(path, change, environ)
+    except Unchanged:
         return None
 
 
-class _Unchanged(Exception):
-    """Nothing to write."""
+class Unchanged(Exception):
+    """Raised by a change given to `edit_document`: there is nothing to write."""
 
 
-def _route_index(chats: CommentedSeq, chat_id: int) -> int | None:
+def _where(thread_id: int | None) -> str:
+    return "chat" if thread_id is None else "topic"
+
+
+def _route_index(chats: CommentedSeq, chat_id: int, thread_id: int | None) -> int | None:
+    """The route to exactly this chat and forum topic (None: the chat's main thread)."""
     for index, route in enumerate(chats):
-        chat = route.get("chat") if isinstance(route, CommentedMap) else route
-        if chat == chat_id:
+        if isinstance(route, CommentedMap):
+            chat, thread = route.get("chat"), route.get("thread")
+        else:
+            chat, thread = route, None
+        if chat == chat_id and thread == thread_id and not isinstance(chat, bool):
             return index
     return None
 
@@ -162,40 +197,63 @@ def _edit(
     change: Callable[[CommentedMap], None],
     environ: Mapping[str, str] | None,
 ) -> Settings:
-    return _edit_document(
+    return edit_document(
         path, lambda document: change(_find_watchlist(document, watchlist)), environ
     )
 
 
-def _edit_document(
-    path: Path, change: Callable[[CommentedMap], None], environ: Mapping[str, str] | None
+@contextmanager
+def config_lock(path: Path) -> Iterator[None]:
+    """Hold the configuration's lock: no other edit, in this process or another, runs meanwhile."""
+    lock_file = path.with_name(f".{path.name}.lock")
+    with _LOCK:
+        handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the descriptor is closed
+            yield
+        finally:
+            os.close(handle)
+
+
+def edit_document(
+    path: Path, change: Callable[[CommentedMap], None], environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Load the file round-trip, apply ``change`` to the whole document, validate, replace."""
-    text = path.read_text(encoding="utf-8")
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
-    yaml = YAML()  # round-trip
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap long lines
-    # The file's own list indentation ("  - name:" or "- name:"), not ruamel's default.
-    yaml.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
-    document = yaml.load(text)
-    if not isinstance(document, CommentedMap):
-        raise ConfigEditError("the configuration file is not a mapping")
-    change(document)
-    output = io.StringIO()
-    yaml.dump(document, output)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(output.getvalue())
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        settings = load_settings(Path(temporary), environ)  # raises SettingsError: not applied
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Load the file round-trip, apply ``change`` to the whole document, validate, replace; all
+    under `config_lock`, so concurrent edits apply one after the other.
+
+    An empty file is an empty mapping. ``change`` raises `Unchanged` (nothing is written) or
+    ConfigEditError; SettingsError means the result would be invalid and nothing was written.
+    """
+    with config_lock(path):
+        text = path.read_text(encoding="utf-8")
+        _, indent, block_seq_indent = load_yaml_guess_indent(text)
+        yaml = YAML()  # round-trip
+        yaml.preserve_quotes = True
+        yaml.width = 4096  # never re-wrap long lines
+        # The file's own list indentation ("  - name:" or "- name:"), not ruamel's default.
+        yaml.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
+        document = yaml.load(text)
+        if document is None:
+            document = CommentedMap()
+        if not isinstance(document, CommentedMap):
+            raise ConfigEditError("the configuration file is not a mapping")
+        change(document)
+        output = io.StringIO()
+        yaml.dump(document, output)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(output.getvalue())
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+            settings = load_settings(Path(temporary), environ)  # raises SettingsError
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     return settings.model_copy(update={"path": path})
 
 

@@ -515,6 +515,11 @@ class Settings(_Section):
                 [source.name for source in self.sources],
                 [(wl.name, list(wl.sources)) for wl in self.watchlists],
             )
+        ] + [
+            problem.message
+            for problem in _route_problems(
+                [[(route.chat, route.thread) for route in wl.chats] for wl in self.watchlists]
+            )
         ]
         if messages:
             raise PydanticCustomError("settings_reference", "; ".join(messages))
@@ -756,7 +761,57 @@ def _located_reference_problems(data: Mapping[str, object]) -> list[_Located]:
         (item.get("name"), wanted if isinstance(wanted := item.get("sources"), list) else [])
         for item in items("watchlists")
     ]
-    return list(_reference_problems(sources, watchlists))
+    routes = [
+        [_raw_route(route) for route in chats] if isinstance(chats := item.get("chats"), list)
+        else []
+        for item in items("watchlists")
+    ]
+    return list(_reference_problems(sources, watchlists)) + list(_route_problems(routes))
+
+
+def _raw_route(route: object) -> tuple[object, object]:
+    """(chat, thread) of a route as written: a bare chat id or a {chat, thread} mapping."""
+    if isinstance(route, Mapping):
+        return route.get("chat"), route.get("thread")
+    return route, None
+
+
+def _route_problems(routes: Sequence[Sequence[tuple[object, object]]]) -> Iterator[_Located]:
+    """A watchlist may route to each (chat, forum topic) once: a second route would send every
+    alert there twice, and /unsubscribe could remove only one of them. ``routes`` holds each
+    watchlist's (chat, thread) pairs; pairs that are not integers are skipped (validation says)."""
+    for list_index, pairs in enumerate(routes):
+        first: dict[tuple[int, int | None], int] = {}
+        for index, (chat, thread) in enumerate(pairs):
+            chat_id, thread_id = _as_int(chat), None if thread is None else _as_int(thread)
+            if chat_id is None or (thread is not None and thread_id is None):
+                continue
+            key = chat_id, thread_id
+            if key in first:
+                topic = "" if thread_id is None else f", topic {thread_id}"
+                yield _Located(
+                    ("watchlists", list_index, "chats", index),
+                    f"duplicate route to chat {chat_id}{topic}",
+                    first=("watchlists", list_index, "chats", first[key]),
+                )
+            else:
+                first[key] = index
+
+
+def _as_int(value: object) -> int | None:
+    """The integer validation will make of ``value`` (an interpolated "${CHAT}" is text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
 
 
 # ── pydantic errors in plain words ───────────────────────────────────────────────────────────

@@ -2,18 +2,15 @@
 `wirewatch sources import`).
 
 ruamel's round-trip mode keeps comments, order, quoting and layout; new sources are appended at the
-end of `sources:`. The write is atomic and validated: the new text goes to a temporary file beside
-the configuration, is loaded with `load_settings` like any start-up would, and replaces the file
-(`os.replace`) only if it is valid, so a failed add never leaves a half-written or broken config.
-
-Written here because no config-editing helper existed in the project when this work landed; it
-does one thing (append sources) and can give way to a shared helper later.
+end of `sources:`. The read, change, validation and atomic replace are bot.config_edit's
+`edit_document`, the one place that writes the configuration: it holds the configuration's lock
+(so `wirewatch add` and a running bot's chat commands never drop each other's change), fsyncs the
+temporary file, and moves it over the original only if `load_settings` accepts it, so a failed add
+never leaves a half-written or broken config.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -21,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.util import load_yaml_guess_indent
 
-from .settings import load_settings
+from .config_edit import Unchanged, edit_document
 
 __all__ = ["NewSource", "add_sources", "slug_for"]
 
@@ -56,48 +51,35 @@ def add_sources(path: Path, new: Sequence[NewSource]) -> list[str]:
 
     Raises SettingsError (nothing written) when the result would not be a valid configuration.
     """
-    text = path.read_text(encoding="utf-8")
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap the user's long lines
-    # Keep the file's own indentation ("  - name:" or "- name:") instead of ruamel's default.
-    yaml.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
-    document = yaml.load(text)
-    if not isinstance(document, CommentedMap):
-        document = CommentedMap()
-    sources = document.get("sources")
-    if not isinstance(sources, CommentedSeq):
-        sources = document["sources"] = CommentedSeq()
-    names = {str(item.get("name")) for item in sources if isinstance(item, dict)}
-    urls = {str(item.get("url")).rstrip("/") for item in sources if isinstance(item, dict)}
     added: list[str] = []
-    for source in new:
-        if source.url.rstrip("/") in urls:
-            continue
-        name = source.name or slug_for(source.title or (urlsplit(source.url).hostname or ""), names)
-        entry = CommentedMap(name=name)
-        if source.title:
-            entry["title"] = source.title
-        entry["url"] = source.url
-        _move_trailing_comment(sources, entry)
-        sources.append(entry)
-        names.add(name)
-        urls.add(source.url.rstrip("/"))
-        added.append(name)
-    if not added:
-        return []
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def change(document: CommentedMap) -> None:
+        sources = document.get("sources")
+        if not isinstance(sources, CommentedSeq):
+            sources = document["sources"] = CommentedSeq()
+        names = {str(item.get("name")) for item in sources if isinstance(item, dict)}
+        urls = {str(item.get("url")).rstrip("/") for item in sources if isinstance(item, dict)}
+        for source in new:
+            if source.url.rstrip("/") in urls:
+                continue
+            host = urlsplit(source.url).hostname or ""
+            name = source.name or slug_for(source.title or host, names)
+            entry = CommentedMap(name=name)
+            if source.title:
+                entry["title"] = source.title
+            entry["url"] = source.url
+            _move_trailing_comment(sources, entry)
+            sources.append(entry)
+            names.add(name)
+            urls.add(source.url.rstrip("/"))
+            added.append(name)
+        if not added:
+            raise Unchanged
+
     try:
-        temporary.write_text(buffer.getvalue(), encoding="utf-8")
-        if path.exists():
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
-        load_settings(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        edit_document(path, change)
+    except Unchanged:
+        return []
     return added
 
 

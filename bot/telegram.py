@@ -325,11 +325,14 @@ class _TokenRedactor(logging.Filter):
         for name in self.LOGGERS:
             logging.getLogger(name).addFilter(self)
 
+    def redact(self, text: str) -> str:
+        for pattern in list(self._patterns.values()):
+            text = _redact(text, pattern)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = message
-        for pattern in list(self._patterns.values()):
-            redacted = _redact(redacted, pattern)
+        redacted = self.redact(message)
         if redacted != message:
             record.msg = redacted
             record.args = None
@@ -343,6 +346,12 @@ def protect_token(token: str) -> None:
     """Redact ``token`` from the log records of httpx and PTB from now on (idempotent). Call it
     before building any Bot or Application that uses the token."""
     _redactor.protect(token)
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every token given to `protect_token` replaced, for logging on loggers the
+    filter does not cover (an error's text may echo a request URL)."""
+    return _redactor.redact(text)
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,

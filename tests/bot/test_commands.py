@@ -9,8 +9,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from telegram.error import NetworkError
 
 from bot.commands import (
     COMMANDS,
@@ -18,6 +20,7 @@ from bot.commands import (
     REFUSAL,
     UNMUTE_USAGE,
     ChatCommands,
+    _log_error,
     help_text,
     latest_text,
     mute_text,
@@ -28,6 +31,7 @@ from bot.commands import (
 from bot.health import SourceHealth
 from bot.settings import ChatRoute, Settings, load_settings
 from bot.store import FeedItem, Store, StoredArticle
+from bot.telegram import protect_token
 from tests.support.fake_telegram import FakeTelegram
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -220,6 +224,59 @@ async def test_admins_edit_watchlists_from_chat_and_others_are_refused(
             assert len(applied) == 2
         finally:
             await commands.stop()
+
+
+async def test_unsubscribe_from_one_topic_leaves_the_other(
+    settings: Settings, store: Store
+) -> None:
+    applied: list[Settings] = []
+
+    async def apply(changed: Settings) -> None:
+        applied.append(changed)
+
+    with FakeTelegram() as api:
+        api.forums[-100] = {3, 9}
+        commands = ChatCommands(
+            api.token,
+            api.base_url,
+            settings=lambda: applied[-1] if applied else settings,
+            store=store,
+            clock=lambda: NOW,
+            on_change=apply,
+        )
+        assert await commands.start()
+        try:
+            api.send_command("/unsubscribe energy", user_id=1, chat_id=-100, thread_id=9)
+            [refused] = await wait_for_reply(api, -100)
+            assert refused == "Nothing changed: this topic does not get energy."
+            assert applied == []  # topic 3's route is still there
+
+            api.send_command("/subscribe energy", user_id=1, chat_id=-100, thread_id=9)
+            await wait_for_reply(api, -100, 2)
+            api.send_command("/unsubscribe energy", user_id=1, chat_id=-100, thread_id=3)
+            replies = await wait_for_reply(api, -100, 3)
+            assert replies[1:] == [
+                "energy alerts now come here.",
+                "energy alerts no longer come here.",
+            ]
+            assert applied[-1].watchlists[1].chats == (ChatRoute(chat=-100, thread=9),)
+        finally:
+            await commands.stop()
+
+
+async def test_a_failed_command_is_logged_without_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "123456:secret-part-of-the-token"
+    protect_token(token)
+    error = NetworkError(f"httpx.ConnectError: https://api.telegram.org/bot{token}/getUpdates")
+    caplog.set_level(logging.WARNING, logger="wirewatch.commands")
+    await _log_error(None, SimpleNamespace(error=error))  # type: ignore[arg-type]
+    [record] = [r for r in caplog.records if r.name == "wirewatch.commands"]
+    assert "secret-part-of-the-token" not in caplog.text
+    assert record.getMessage() == (
+        "a command failed: httpx.ConnectError: https://api.telegram.org/bot<token>/getUpdates"
+    )
 
 
 def feed_item(title: str, url: str) -> FeedItem:

@@ -68,7 +68,8 @@ def test_an_invalid_result_is_not_written(tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         add_sources(path, [NewSource("https://b.example/f", name="Not A Slug")])
     assert path.read_text(encoding="utf-8") == FLUSH
-    assert [p.name for p in tmp_path.iterdir()] == ["w.yaml"]  # no temporary file left behind
+    # no temporary file left behind; the lock file stays (see bot.config_edit)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".w.yaml.lock", "w.yaml"]
 
 
 @pytest.mark.parametrize(
