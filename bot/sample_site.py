@@ -224,6 +224,13 @@ class SampleSite:
             return dict(self._paths)
 
     @property
+    def in_flight(self) -> int:
+        """Requests being answered right now (a client may have its response a moment before
+        the site has finished with the request)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
     def peak_in_flight(self) -> int:
         """The most requests this site was answering at once since the last `clear_requests`:
         what a client's per-host limit is checked against."""

@@ -224,6 +224,13 @@ def test_base_url_needs_a_started_site() -> None:
         assert site.url("feed.xml") == site.base_url + "/feed.xml"
 
 
+def wait_until_idle(site: SampleSite) -> None:
+    deadline = time.monotonic() + 5
+    while site.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert site.in_flight == 0
+
+
 def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> None:
     arrived: list[Request] = []
     lock = threading.Lock()
@@ -243,11 +250,13 @@ def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> N
     etag = first[1]["etag"]
     request(site, "/feeds/world.xml", {"If-None-Match": etag})
     request(site, "/missing")
+    wait_until_idle(site)  # so no earlier request still counts while the three slow ones run
     threads = [threading.Thread(target=request, args=(site, "/slow")) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=5)
+    wait_until_idle(site)  # the site counts a response once it has finished with the request
     assert site.status_counts == {200: 4, 304: 1, 404: 1}
     assert site.path_counts == {"/feeds/world.xml": 2, "/missing": 1, "/slow": 3}
     assert site.peak_in_flight == 3
