@@ -24,9 +24,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
-import re
 import threading
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, Paging, render_atom, tag_uri
+from feeds.text import highlight_html
 
 from .server import (
     ALL_FEED,
@@ -263,38 +262,6 @@ class Publisher:
 
     def _authority(self) -> str:
         return urlsplit(self.public_url).hostname or "wirewatch"
-
-
-def highlight_html(text: str, terms: Sequence[str]) -> str:
-    """Escape ``text`` and wrap whole-word, case- and accent-insensitive hits of ``terms`` in <b>.
-
-    For the feeds' summaries ("why it matched"). The search runs on a one-to-one fold of each
-    character, so positions found are positions in the original and the shown text keeps its own
-    case and accents; terms are escaped literals, longest first so a phrase wins over its words.
-    """
-    folded_terms = sorted({_fold(term.strip()) for term in terms if term.strip()}, key=len)
-    if not folded_terms:
-        return html.escape(text, quote=False)
-    alternatives = "|".join(re.escape(term) for term in reversed(folded_terms))
-    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-    parts: list[str] = []
-    position = 0
-    for match in pattern.finditer(_fold(text)):
-        parts.append(html.escape(text[position : match.start()], quote=False))
-        parts.append(f"<b>{html.escape(text[match.start() : match.end()], quote=False)}</b>")
-        position = match.end()
-    parts.append(html.escape(text[position:], quote=False))
-    return "".join(parts)
-
-
-def _fold(text: str) -> str:
-    """Case- and accent-fold character by character, keeping the length (one char for one)."""
-    folded = []
-    for char in text:
-        base = unicodedata.normalize("NFD", char)[0]
-        lowered = base.lower()
-        folded.append(lowered if len(lowered) == 1 else base)
-    return "".join(folded)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -17,7 +17,6 @@ import datetime as dt
 import html
 import logging
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -39,6 +38,7 @@ from telegram.request import HTTPXRequest
 
 from bot.mutes import button_data
 from bot.store import PendingAlert
+from feeds.text import highlight_html
 
 MAX_MESSAGE_LENGTH = 4096
 """Telegram's cap on visible text, in UTF-16 code units (an emoji outside the BMP counts 2)."""
@@ -108,39 +108,6 @@ def format_time(moment: dt.datetime, timezone: str = "UTC") -> str:
     return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M} {label}"
 
 
-def _fold_char(char: str) -> str:
-    """Fold one character for matching while keeping a 1:1 index map to the original text."""
-    base = unicodedata.normalize("NFD", char)[0]
-    lowered = base.lower()
-    return lowered if len(lowered) == 1 else base
-
-
-def _fold(text: str) -> str:
-    return "".join(_fold_char(char) for char in text)
-
-
-def _highlight(text: str, terms: Sequence[str]) -> str:
-    """Escape ``text`` and wrap whole-word, case- and accent-insensitive hits of ``terms`` in <b>.
-
-    Matching runs on a per-character fold of the text so that match positions are positions in
-    the original, and the display text keeps its own case and accents. Terms are escaped literals
-    (no user-controlled regex syntax), longest first so that a phrase wins over its first word.
-    """
-    folded_terms = sorted({_fold(term.strip()) for term in terms if term.strip()}, key=len)
-    if not folded_terms:
-        return _escape(text)
-    alternatives = "|".join(re.escape(term) for term in reversed(folded_terms))
-    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-    parts: list[str] = []
-    position = 0
-    for match in pattern.finditer(_fold(text)):
-        parts.append(_escape(text[position : match.start()]))
-        parts.append(f"<b>{_escape(text[match.start() : match.end()])}</b>")
-        position = match.end()
-    parts.append(_escape(text[position:]))
-    return "".join(parts)
-
-
 def _is_linkable(url: str) -> bool:
     return url.lower().startswith(("http://", "https://")) and not any(c.isspace() for c in url)
 
@@ -187,7 +154,7 @@ def format_alert(
     if not snippet:
         return "\n".join(html_lines)
     room = MAX_MESSAGE_LENGTH - _utf16_length("\n".join(plain_lines) + "\n\n")
-    return "\n".join(html_lines) + "\n\n" + _highlight(_clip(snippet, room), alert.terms)
+    return "\n".join(html_lines) + "\n\n" + highlight_html(_clip(snippet, room), alert.terms)
 
 
 def html_to_plain(html_text: str) -> str:

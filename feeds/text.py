@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import lxml.html
@@ -300,3 +302,36 @@ def parse_fragment(fragment: str) -> Any | None:
         return lxml.html.fragment_fromstring(fragment, create_parent="div", parser=parser)
     except (AssertionError, IndexError):
         return None
+
+
+def highlight_html(text: str, terms: Sequence[str]) -> str:
+    """Escape ``text`` and wrap whole-word, case- and accent-insensitive hits of ``terms`` in <b>.
+
+    Used for feed summaries and Telegram alerts ("why it matched"). The search runs on a
+    one-to-one fold of each character, so positions found are positions in the original and the
+    shown text keeps its own case and accents; terms are escaped literals (no user-controlled
+    regex syntax), longest first so a phrase wins over its first word.
+    """
+    folded_terms = sorted({_fold_in_place(term.strip()) for term in terms if term.strip()}, key=len)
+    if not folded_terms:
+        return html.escape(text, quote=False)
+    alternatives = "|".join(re.escape(term) for term in reversed(folded_terms))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    parts: list[str] = []
+    position = 0
+    for match in pattern.finditer(_fold_in_place(text)):
+        parts.append(html.escape(text[position : match.start()], quote=False))
+        parts.append(f"<b>{html.escape(text[match.start() : match.end()], quote=False)}</b>")
+        position = match.end()
+    parts.append(html.escape(text[position:], quote=False))
+    return "".join(parts)
+
+
+def _fold_in_place(text: str) -> str:
+    """Case- and accent-fold character by character, keeping the length (one char for one)."""
+    folded = []
+    for char in text:
+        base = unicodedata.normalize("NFD", char)[0]
+        lowered = base.lower()
+        folded.append(lowered if len(lowered) == 1 else base)
+    return "".join(folded)
