@@ -335,8 +335,3 @@ class stop_on_signals:  # lower case: it is used as a context manager and reads 
     def __exit__(self, *_: object) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.remove_signal_handler(sig)
-
-
-def source_job(source: SourceSettings) -> SourceJob:
-    """The slice of a source's settings that a poll needs."""
-    return job_for(source)

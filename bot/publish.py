@@ -133,10 +133,6 @@ class Publisher:
     def url_of(self, path: str) -> str:
         return f"{self.public_url}/{path}"
 
-    def feed_url(self, name: str) -> str:
-        """The URL of a watchlist's (or `all`) subscription document."""
-        return self.url_of(feed_path(name))
-
     def _history(self, spec: FeedSpec) -> list[FeedItem]:
         """The feed's items, oldest first, without article bodies (see `_Document`)."""
         if spec.source is not None:

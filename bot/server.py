@@ -47,7 +47,6 @@ __all__ = [
     "RenderedFeed",
     "archive_path",
     "feed_path",
-    "feed_url",
     "make_app",
     "source_path",
 ]
@@ -171,11 +170,6 @@ def archive_path(subscription_path: str, page: int) -> str:
     if page < 1:
         raise ValueError("archive pages are numbered from 1")
     return f"{subscription_path.removesuffix('.atom')}/archive/{page}.atom"
-
-
-def feed_url(base_url: str, name: str) -> str:
-    """The URL of a watchlist's (or "all") feed."""
-    return f"{base_url}/{feed_path(name)}"
 
 
 def make_app(
@@ -420,13 +414,6 @@ def accepts_gzip(accept_encoding: str) -> bool:
         except ValueError:
             return False
     return False
-
-
-def is_not_modified(request: Request, feed: RenderedFeed) -> bool:
-    """RFC 9110 §13.2.2 for a Starlette request (see :func:`_is_not_modified`)."""
-    return _is_not_modified(
-        request.headers.get("if-none-match"), request.headers.get("if-modified-since"), feed
-    )
 
 
 def _is_not_modified(
