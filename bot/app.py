@@ -300,7 +300,9 @@ class App:
             schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
         schedule.start()
         commands = await self.start_commands()
-        watcher = ConfigWatcher(self.settings, self.apply_watchlists)
+        watcher = ConfigWatcher(
+            self.settings, self.apply_watchlists, running=lambda: self.settings
+        )
         watching = asyncio.create_task(watcher.run(stop))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, watcher.request)

@@ -29,9 +29,15 @@ class ConfigWatcher:
         settings: Settings,
         apply_watchlists: Callable[[Settings], Awaitable[None]],
         check_every: float = CHECK_EVERY_SECONDS,
+        *,
+        running: Callable[[], Settings] | None = None,
     ) -> None:
+        """`running` gives the settings in force now, when something else also applies changes
+        (chat commands write the file and apply it themselves): the file is then compared with
+        what runs, not with what this watcher last read, so such a change is not applied twice."""
         self._path = settings.path
         self._current = settings
+        self._running = running or (lambda: self._current)
         self._apply = apply_watchlists
         self._check_every = check_every
         self._wanted = asyncio.Event()
@@ -62,14 +68,15 @@ class ConfigWatcher:
                 "%s was not reloaded; the running configuration stays:\n%s", self._path, error
             )
             return False
-        others = _changed_sections(self._current, new)
+        current = self._running()
+        others = _changed_sections(current, new)
         if others:
             log.warning(
                 "%s: changes to %s take effect at the next restart",
                 self._path,
                 ", ".join(others),
             )
-        if new.watchlists != self._current.watchlists:
+        if new.watchlists != current.watchlists:
             await self._apply(new)
             log.info("%s: watchlists reloaded (%d)", self._path, len(new.watchlists))
         self._current = new

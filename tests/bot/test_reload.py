@@ -100,3 +100,16 @@ async def test_a_signal_reloads_at_once(config: Path) -> None:
     watcher.request()  # wake it so it sees stop without waiting a minute
     await task
     assert len(recorder.applied) == 1
+
+
+async def test_a_change_already_applied_elsewhere_is_not_applied_again(config: Path) -> None:
+    """A chat command writes the file and applies it itself; the watcher then sees the save."""
+    recorder = Recorder()
+    edited = BASE + "  - {name: nato, keywords: [Nato]}\n"
+    config.write_text(edited, encoding="utf-8")
+    running = load_settings(config)  # what the app already runs after the chat command
+    config.write_text(BASE, encoding="utf-8")
+    watcher = ConfigWatcher(load_settings(config), recorder, running=lambda: running)
+    config.write_text(edited, encoding="utf-8")
+    assert await watcher.reload()
+    assert recorder.applied == []
