@@ -262,6 +262,7 @@ def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> N
     assert site.peak_in_flight == 3
     site.keep_request_log(False)
     request(site, "/missing")
+    wait_until_idle(site)  # else the site may still be finishing that response when cleared
     assert len(site.requests) == 6 and site.path_counts["/missing"] == 2
     site.clear_requests()
     assert (site.status_counts, site.path_counts, site.peak_in_flight) == ({}, {}, 0)
