@@ -17,6 +17,7 @@ import pytest
 
 from bot.sample_site import SampleSite
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.postgres import PostgresServer, find_bindir
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SITE = REPO / "config" / "demo-site"
@@ -40,6 +41,30 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def require_postgres() -> Path:
+    """Debian's PostgreSQL server binaries; skip without them, fail under CI (like require_tool)."""
+    bindir = find_bindir()
+    if bindir is not None:
+        return bindir
+    reason = "PostgreSQL server is not installed (Debian package postgresql; .ci/run installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session, on a free loopback port."""
+    with PostgresServer(require_postgres()) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The SQLAlchemy URL of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture
