@@ -15,19 +15,31 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import OperationalError
 
 from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits, make_client
 from feeds.match import Matcher
 
-from . import config_edit
+from . import admin_alerts, config_edit, database_faults, retention
+from .admin_alerts import DiskProbe
 from .commands import ChatCommands
 from .delivery import Deliverer, DeliveryReport, burst_rule, route_table
+from .fleet import Fleet, worker_id
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
+from .leader import Leadership
+from .metrics import Metrics, metrics_route
+from .outbox_bound import fold_overflow
+from .outbox_claims import ChatLeases, recover_at_start
 from .poll_batch import NotModifiedBatch
 from .polling import job_for, polite_fetching, spread_by_host
 from .publish import ALL_FEED, FeedSpec, Publisher, source_feed_spec
+from .ratelimit import Throttle
+from .readiness import ReadinessProbe, readiness_route
 from .reload import ConfigWatcher
+from .retention import PruneReport
+from .row_repair import repair_unreadable_rows, repairing
 from .scheduler import Schedule
 from .server import FeedCatalog, FeedServer, make_app
 from .settings import Settings, SourceSettings
@@ -40,6 +52,9 @@ log = logging.getLogger("wirewatch")
 # How long a clean shutdown waits for work in flight before cancelling it. With the feed server's
 # own 2 s and the closing of clients, the whole stop stays well inside the promised 10 s.
 SHUTDOWN_GRACE_SECONDS = 4.0
+MAINTENANCE_DELAY = timedelta(minutes=1)
+"""Retention and admin checks first run this long after start (after the first polls), then on
+their own periods: a bot restarted more often than `retention.every` still prunes."""
 
 
 class StartupError(Exception):
@@ -63,6 +78,11 @@ class App:
     sender: Sender | None = None
     """Overrides the sender chosen from settings (the demo prints alerts instead)."""
     clock: Callable[[], datetime] = utc_now
+    disk_probe: DiskProbe | None = None
+    """Free bytes on a path's disk, for admin alerts; None: the real disk (shutil.disk_usage)."""
+    throttle: Throttle | None = None
+    """Telegram's rate limits on their own clock; None: real time (tests of a simulated day pass
+    one on virtual time, bot.ratelimit)."""
     store: Store = field(init=False)
     catalog: FeedCatalog = field(init=False)
     publisher: Publisher = field(init=False)
@@ -71,6 +91,11 @@ class App:
     _deliverer: Deliverer | None = field(init=False, default=None)
     _resources: AsyncExitStack = field(init=False)
     _stopping: bool = field(init=False, default=False)
+    worker: str = field(init=False, default_factory=worker_id)
+    """This process's id in the fleet (host:pid:random): who holds its leases (bot.fleet)."""
+    metrics: Metrics = field(init=False, default_factory=Metrics)
+    """This app's counters, served at /metrics (a registry of its own: bot.metrics)."""
+    _schedule: Schedule | None = field(init=False, default=None)
 
     async def __aenter__(self) -> App:
         # Everything opened here is closed by the stack, also when a later step fails.
@@ -88,13 +113,16 @@ class App:
     async def _open(self, stack: AsyncExitStack) -> None:
         settings = self.settings
         self.store = stack.enter_context(Store.open(settings.database))
-        recovered = self.store.recover_interrupted_alerts(self.clock())
+        self.metrics.track_backlog(lambda: self.store.alert_counts().get("pending", 0))
+        recovered = recover_at_start(self.store, self.clock())  # SQLite; fleets: leases
         if recovered:
             log.warning(
                 "%d alert(s) were being sent when the last run stopped; their delivery is "
                 "unknown and they are not sent again",
                 recovered,
             )
+        # A value the store cannot read would stop every step that meets it (bot.row_repair).
+        repair_unreadable_rows(self.store.engine, self.clock())
         limits = FetchLimits(
             total_timeout=settings.fetch.timeout.total_seconds(),
             max_bytes=settings.fetch.max_bytes,
@@ -106,7 +134,7 @@ class App:
                 connections=max(settings.fetch.concurrency, 100),
             )
         )
-        gate, robots = polite_fetching(settings, client, limits)
+        gate, robots = polite_fetching(settings, client, limits, self.store.engine, self.worker)
         self.ingestor = Ingestor(
             store=self.store,
             client=client,
@@ -116,6 +144,9 @@ class App:
             clock=self.clock,
             gate=gate,
             robots=robots,
+            metrics=self.metrics,
+            max_entries=settings.fetch.max_entries_per_poll,
+            max_article_chars=settings.fetch.max_article_chars,
         )
         self.catalog = FeedCatalog()
         self.publisher = Publisher(
@@ -171,7 +202,11 @@ class App:
 
         Returns the paths of the feeds that changed, after telling the WebSub hub about them.
         """
-        changed = await asyncio.to_thread(self.publisher.publish, self.feed_specs())
+        changed = await repairing(
+            lambda: asyncio.to_thread(self.publisher.publish, self.feed_specs()),
+            self.store.engine,
+            self.clock(),
+        )
         hub = self.settings.feeds.websub_hub
         if hub and changed:
             user_agent = self.settings.fetch.user_agent or DEFAULT_USER_AGENT
@@ -195,8 +230,12 @@ class App:
         try:
             done = await asyncio.gather(*(one(jobs[index]) for index in order))
         finally:
-            self.store.record_not_modified_polls(batch.take())
+            with database_faults.reported("recording polls answered 304"):
+                self.store.record_not_modified_polls(batch.take())
         reports = dict(zip(order, done, strict=True))
+        if any(report.new_alerts for report in done):  # bound each chat's queue (bot.outbox_bound)
+            cap = self.settings.telegram.max_pending_per_chat
+            await asyncio.to_thread(fold_overflow, self.store.engine, cap, self.clock())
         return [reports[index] for index in range(len(jobs))]
 
     async def deliver(self) -> DeliveryReport:
@@ -213,25 +252,72 @@ class App:
                     clock=self.clock,
                     on_chat_moved=self.move_chat,
                     burst=burst_rule(self.settings.telegram),
+                    metrics=self.metrics,
+                    throttle=self.throttle,
+                    leases=ChatLeases(
+                        self.store.engine,
+                        owner=self.worker,
+                        seconds=self.settings.fleet.chat_lease.total_seconds(),
+                    ),
                 )
-            return await self._deliverer.deliver(should_stop=lambda: self._stopping)
+            try:
+                deliverer = self._deliverer
+                return await repairing(
+                    lambda: deliverer.deliver(should_stop=lambda: self._stopping),
+                    self.store.engine,
+                    self.clock(),
+                )
+            except OperationalError as error:  # locked, disk full: bot.database_faults
+                problem = database_faults.database_problem(error) or str(error)
+                log.error("delivery round stopped: %s", problem)
+                return DeliveryReport(errors=(problem,))
 
     async def run_once(self) -> CycleReport:
         polls = await self.poll_sources([self.job(s) for s in self.settings.sources])
         changed = await self.publish()
         delivery = await self.deliver()
+        await self.prune()
+        await self.check_admin()
         return CycleReport(tuple(polls), tuple(changed), delivery)
+
+    async def prune(self) -> PruneReport | None:
+        """Retention (bot.retention), then a publish when archive pages lost entries."""
+        age = self.settings.retention.articles
+        if age is None:
+            return None
+        with database_faults.reported("pruning old articles"):
+            report = await asyncio.to_thread(retention.prune, self.store.engine, self.clock(), age)
+            if report.articles:
+                await self.publish()
+            return report
+        return None
+
+    async def check_admin(self) -> list[str]:
+        """Admin alerts (bot.admin_alerts): what went to telegram.admin_chat (or the log)."""
+        with database_faults.reported("checking admin alerts"):
+            return await admin_alerts.check(
+                self.settings, self.store, self.sender, self.clock(), self.disk_probe
+            )
+        return []
 
     def job(self, source: SourceSettings) -> SourceJob:
         """The slice of a source's settings (and the fetch settings) that a poll needs."""
-        return job_for(source, self.settings.fetch.backoff_cap)
+        return job_for(
+            source, self.settings.fetch.backoff_cap, self.settings.fetch.allow_private_addresses
+        )
 
-    async def poll_one(self, job: SourceJob) -> datetime | None:
+    async def poll_one(
+        self, job: SourceJob, polled: Callable[[datetime | None], object] | None = None
+    ) -> datetime | None:
         """A scheduled poll: the source, then feeds and alerts if it brought anything new.
 
-        Returns when the source is due again (None: disabled), for the schedule.
+        Returns when the source is due again (None: disabled), for the schedule. `polled` is
+        told that as soon as the source is done, before feeds and alerts: the fleet hands the
+        source back then (bot.fleet), not after a delivery round that may wait for a chat.
         """
         [report] = await self.poll_sources([job])
+        if polled is not None:
+            polled(report.next_poll_at)
         # Feeds and alerts side by side: an alert never waits for feed rendering or a WebSub
         # ping, and feeds never wait for a rate-limited delivery round.
         work: list[Awaitable[object]] = []
@@ -242,12 +328,19 @@ class App:
         await asyncio.gather(*work)
         return report.next_poll_at
 
+    def readiness_probe(self) -> ReadinessProbe:
+        """/readyz: the database answers and the schedule runs (only while run_forever runs)."""
+        return ReadinessProbe(
+            self.store.ping, lambda: self._schedule is not None and self._schedule.running
+        )
+
     async def serve(self) -> FeedServer:
         server = FeedServer(
             make_app(
                 self.catalog,
                 public_url=self.settings.server.public_url,
                 hub_url=self.settings.feeds.websub_hub,
+                routes=[readiness_route(self.readiness_probe()), metrics_route(self.metrics)],
             ),
             self.settings.server.host,
             self.settings.server.port,
@@ -295,11 +388,40 @@ class App:
         """Serve feeds, poll on schedule and deliver, until `stop` is set."""
         server = await self.serve()
         schedule = Schedule(self.poll_one, self.deliver)
-        for source in self.settings.sources:
+        # PostgreSQL: the fleet's claim loop polls instead of per-source jobs (bot.fleet).
+        fleet = Fleet.start_if_shared(
+            self.store.engine,
+            self.settings,
+            [self.job(source) for source in self.settings.sources],
+            self.poll_one,
+            self.publish,
+            owner=self.worker,
+            clock=self.clock,
+        )
+        for source in self.settings.sources if fleet is None else ():
             state = self.store.source_state(source.name, source.url)
             schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
+        soon = datetime.now(UTC) + MAINTENANCE_DELAY
+        schedule.add_periodic("retention", self.settings.retention.every, self.prune, soon)
+        schedule.add_periodic(
+            "admin-alerts", self.settings.admin_alerts.every, self.check_admin, soon
+        )
         schedule.start()
-        commands = await self.start_commands()
+        self._schedule = schedule
+        # Chat commands in the one process holding the leader lock (bot.leader).
+        commands: list[ChatCommands] = []
+
+        async def lead() -> None:
+            started = await self.start_commands()
+            commands.extend([started] if started is not None else [])
+
+        async def follow() -> None:
+            while commands:
+                await commands.pop().stop()
+
+        retry = self.settings.fleet.leader_retry.total_seconds()
+        leadership = Leadership(self.settings.database, retry=retry, lead=lead, follow=follow)
+        leadership.start(stop)
         watcher = ConfigWatcher(
             self.settings, self.apply_watchlists, running=lambda: self.settings
         )
@@ -317,8 +439,9 @@ class App:
             self._stopping = True
             loop.remove_signal_handler(signal.SIGHUP)
             watching.cancel()
-            if commands is not None:
-                await commands.stop()
+            await leadership.finish(SHUTDOWN_GRACE_SECONDS)
+            if fleet is not None:
+                await fleet.stop(SHUTDOWN_GRACE_SECONDS)
             await schedule.stop(SHUTDOWN_GRACE_SECONDS)
             await server.stop()
 

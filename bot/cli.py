@@ -23,9 +23,12 @@ from feeds.match import Matcher
 from feeds.models import Article, FetchResult
 
 from . import __version__, event_loop
+from .instance_lock import AlreadyRunningError, single_process
+from .logs import configure_logging, configure_logging_for, redact
 from .settings import Settings, SettingsError, load_settings
 from .sources_cli import add_arguments as add_source_arguments
 from .sources_cli import add_command, sources_command
+from .store import DatabaseUnavailableError
 
 DEFAULT_CONFIG = "config/wirewatch.yaml"
 EXIT_CONFIG = 2
@@ -106,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", default="30d", help="how far back to replay, e.g. 7d or 12h (default 30d)"
     )
 
+    stats = commands.add_parser(
+        "stats", parents=[common], help="show database, table, outbox and feed sizes"
+    )
+    stats.add_argument("--json", action="store_true", help="print them as JSON")
+
     add_source_arguments(commands, common)
 
     commands.add_parser(
@@ -119,15 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = getattr(args, "config", None) or Path(
         os.environ.get("WIREWATCH_CONFIG") or DEFAULT_CONFIG
     )
-    level = getattr(args, "log_level", "INFO")
+    level = getattr(args, "log_level", None)
     # python-telegram-bot 22 warns on every RetryAfter unless told to use timedelta values, which
     # bot.telegram reads either way.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(level or "INFO")  # until the settings say which format and secrets
     # httpx logs every request at INFO; that is our own polling, already reported per source.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -136,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dispatch(args, config)
     except KeyboardInterrupt:  # Ctrl-C before the app's own signal handling is in place
         return 130
+    except DatabaseUnavailableError as error:  # any command that opens the store
+        print(f"wirewatch: {error}", file=sys.stderr)
+        return 1
+    except Exception:  # a bug: its traceback goes through the log (one line, secrets removed)
+        logging.getLogger("wirewatch").exception("unexpected failure")
+        return 1
 
 
 def dispatch(args: argparse.Namespace, config: Path) -> int:
@@ -148,6 +158,7 @@ def dispatch(args: argparse.Namespace, config: Path) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging_for(settings, getattr(args, "log_level", None))
     if command == "check":
         print(
             f"{config}: ok ({len(settings.sources)} sources, {len(settings.watchlists)} watchlists)"
@@ -170,9 +181,18 @@ def dispatch(args: argparse.Namespace, config: Path) -> int:
             return EXIT_CONFIG
         return backtest_command(settings, args.watchlist, since, sys.stdout)
     if command == "run":
-        return event_loop.run(run_command(settings, once=args.once))
+        try:  # SQLite serves one process (bot.instance_lock); PostgreSQL any number
+            with single_process(settings.database):
+                return event_loop.run(run_command(settings, once=args.once))
+        except AlreadyRunningError as error:
+            print(f"wirewatch: cannot start: {error}", file=sys.stderr)
+            return 1
     if command == "sources":
         return sources_command(settings, config, args, sys.stdout)
+    if command == "stats":
+        from .stats import stats_command
+
+        return stats_command(settings, args.json, sys.stdout)
     if command == "add":
         return add_command(settings, config, args, sys.stdout)
     if command == "demo":
@@ -183,7 +203,10 @@ def dispatch(args: argparse.Namespace, config: Path) -> int:
 
 
 async def run_command(settings: Settings, *, once: bool) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from .app import App, StartupError, stop_on_signals
+    from .database_faults import database_problem
 
     try:
         async with App(settings) as app:
@@ -194,10 +217,14 @@ async def run_command(settings: Settings, *, once: bool) -> int:
                 return 0
             report = await app.run_once()
     except StartupError as error:
-        print(f"wirewatch: cannot start: {error}", file=sys.stderr)
+        print(redact(f"wirewatch: cannot start: {error}"), file=sys.stderr)
+        return 1
+    except OperationalError as error:  # e.g. locked at start-up: one line, no traceback
+        problem = database_problem(error) or str(error)
+        print(redact(f"wirewatch: cannot start: {problem}"), file=sys.stderr)
         return 1
     for poll in report.failed_sources:
-        print(f"source {poll.source}: FAILED: {poll.error}", file=sys.stderr)
+        print(redact(f"source {poll.source}: FAILED: {poll.error}"), file=sys.stderr)
     verb = "logged" if app.alert_outcome == "logged" else "sent"
     print(
         f"polled {len(report.polls)} sources ({len(report.failed_sources)} failed), "

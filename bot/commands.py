@@ -4,9 +4,11 @@ Anyone: /start and /help list the commands, /watchlists what is watched (and whi
 this chat), /status the health of the sources and the delivery backlog, /latest a watchlist's
 newest matches. Admins only (user ids in
 `telegram.admins`): /add WATCHLIST TERM, /remove WATCHLIST TERM, /subscribe WATCHLIST (this chat,
-this topic), /unsubscribe WATCHLIST. Those edit the YAML file (bot/config_edit.py: comments and
-order kept, validated, atomic) and hand the new settings to ``on_change``, which applies them
-without a restart; anyone else gets a refusal and nothing changes.
+this topic), /unsubscribe WATCHLIST, and /addsource URL [NAME] (bot.source_commands: discovery
+behind the SSRF guard, polled from the next restart). Those edit the YAML file
+(bot/config_edit.py: comments and order kept, validated, atomic) and hand the new settings to
+``on_change``, which applies them without a restart; anyone else gets a refusal and nothing
+changes.
 
 The replies are built by pure functions (`help_text`, `watchlists_text`, `status_text`), tested
 with tables; `ChatCommands` is the thin python-telegram-bot wiring: one Application, one handler
@@ -45,6 +47,7 @@ from .config_edit import ConfigEditError, add_term, remove_term, subscribe, unsu
 from .health import WINDOW, SourceHealth, source_health
 from .mutes import BUTTON_PATTERN, ActiveMute, MuteKind, parse_button_data
 from .settings import Settings, SettingsError, parse_duration
+from .source_commands import add_source_text
 from .store import FeedItem, Store
 from .telegram import MUTE_BUTTON, format_time, protect_token, redact_tokens
 
@@ -62,8 +65,12 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("remove", "WATCHLIST TERM: stop watching a term (admins)"),
     ("subscribe", "WATCHLIST: send its alerts here (admins)"),
     ("unsubscribe", "WATCHLIST: stop sending its alerts here (admins)"),
+    ("addsource", "URL [NAME]: add a news source, polled from the next restart (admins)"),
 )
-REFUSAL = "Only the bot's admins (telegram.admins in the configuration) can change watchlists."
+REFUSAL = (
+    "Only the bot's admins (telegram.admins in the configuration) can change watchlists "
+    "and sources."
+)
 POLL_TIMEOUT = 10
 """Seconds a getUpdates request waits for news (long polling); stopping does not wait for it."""
 _MAX_REPLY = 4000
@@ -285,6 +292,7 @@ class ChatCommands:
             self._app.add_handler(CommandHandler(name, _answer(reply)))
         for name in _EDITS:
             self._app.add_handler(CommandHandler(name, self._edit))
+        self._app.add_handler(CommandHandler("addsource", self._add_source))
         self._app.add_handler(CallbackQueryHandler(self._mute_button, pattern=BUTTON_PATTERN))
         self._app.add_error_handler(_log_error)
         self._running = False
@@ -367,6 +375,22 @@ class ChatCommands:
             message.text, user.id if user else None, _chat_id(update), message.message_thread_id
         )
         await message.reply_text(reply, do_quote=False)
+
+    async def _add_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/addsource (bot.source_commands), for admins only, like the watchlist edits."""
+        message = update.effective_message
+        user = update.effective_user
+        if message is None or message.text is None:
+            return
+        settings = self._settings()
+        if user is None or user.id not in settings.telegram.admins:
+            reply = REFUSAL
+        elif self._on_change is None:
+            reply = "Changing the configuration from chat is not available in this run."
+        else:
+            reply = await add_source_text(settings, message.text.split()[1:])
+            log.info("chat command /addsource by user %s: %s", user.id, reply)
+        await message.reply_text(_fit(reply), do_quote=False)
 
     async def _apply_edit(
         self, text: str, user_id: int | None, chat_id: int, thread_id: int | None

@@ -9,8 +9,12 @@ The rules, in the order a send meets them:
 - **Rate**: every send first takes a slot from the shared `Throttle` (1 message a second per chat,
   20 a minute per group, 30 a second overall), so Telegram never has to refuse us.
 - **Claim**: an alert is marked `sending` before the request and `sent` (with Telegram's message
-  id) after it. A crash between the two leaves `sending`, which the next start turns into
-  `unknown` (Store.recover_interrupted_alerts).
+  id) after it. A crash between the two leaves `sending`, which becomes `unknown` once the
+  process is known to be gone: at the next start on SQLite (one process), or when its lease on
+  the chat expires when several workers share PostgreSQL (bot.outbox_claims).
+- **One worker per chat**: a round first leases the chat (bot.outbox_claims) and skips a chat
+  another worker holds, waiting for it within ``max_wait`` when that worker's lease runs out
+  (it died). Every claim checks the lease is still ours, and renews it.
 - **Unknown outcomes are never resent.** When the request may have reached Telegram but no answer
   came (a read timeout, a connection dropped after sending, or the process killed mid-request),
   the alert becomes `unknown` and is logged, not retried: a duplicate message cannot be taken
@@ -61,7 +65,10 @@ from .digest import (
     digest_items,
     plan_chat,
 )
+from .metrics import Metrics
 from .mutes import Mutes
+from .outbox_bound import clear_folded, folded_alerts, folded_note
+from .outbox_claims import ChatLease, ChatLeases, LeasedElsewhere, LeaseLost
 from .ratelimit import Throttle
 from .rhythm import Rhythm, parse_quiet_hours, parse_schedule
 from .settings import ChatRoute, TelegramSettings, WatchlistSettings
@@ -182,6 +189,8 @@ class Deliverer:
         blocking: Blocking | None = None,
         on_chat_moved: Callable[[int, int], Awaitable[None]] | None = None,
         burst: BurstRule | None = None,
+        metrics: Metrics | None = None,
+        leases: ChatLeases | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -204,24 +213,51 @@ class Deliverer:
         the store's record of the move already covers every alert meanwhile."""
         self._backoff: dict[int, tuple[int, float]] = {}
         """chat → (failures in a row, throttle-clock time before which it is not tried)."""
+        self.metrics = metrics or Metrics()
+        """Where settled alerts and delivery latency are counted (bot.metrics)."""
+        self.leases = leases or ChatLeases(store.engine)
+        """This process's leases on chats (bot.outbox_claims); one owner id per Deliverer."""
+        self._leases: dict[int, ChatLease] = {}
+        """The chats this round holds, by outbox chat id."""
 
     async def deliver(self, should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
         """One round: send every pending alert that may go now or within ``max_wait``."""
         tally = _Tally()
         running: dict[int, asyncio.Task[bool]] = {}
         held: set[int] = set()
+        busy: dict[int, datetime] = {}
+        """Chats another worker holds → when to try again (its lease's expiry)."""
+        started = self.clock()
+        await self._recover_abandoned()
+        heartbeat = asyncio.create_task(self._keep_leases())
         try:
             while True:
                 if not should_stop():
-                    for chat_id, due in await self._blocking(self.store.pending_chats):
+                    pending = await self._blocking(self.store.pending_chats)
+                    waiting = {chat_id for chat_id, _ in pending}
+                    busy = {chat: at for chat, at in busy.items() if chat in waiting}
+                    for chat_id, due in pending:
                         if chat_id in running or chat_id in held:
+                            continue
+                        if busy.get(chat_id, started) > self.clock():
                             continue
                         if self._backing_off(chat_id) or self._wait(due) > self.max_wait:
                             continue
-                        worker = self._deliver_chat(chat_id, tally, should_stop)
+                        taken = await self._lease(chat_id)
+                        if isinstance(taken, LeasedElsewhere):
+                            until = taken.until or self.clock() + timedelta(seconds=0.5)
+                            if (until - started).total_seconds() > self.max_wait:
+                                held.add(chat_id)  # a live worker has it: theirs to send
+                            else:
+                                busy[chat_id] = until  # may be a dead worker's: try again then
+                            continue
+                        worker = self._deliver_leased(taken, tally, should_stop)
                         running[chat_id] = asyncio.create_task(worker)
                 if not running:
-                    break
+                    if should_stop() or not busy:
+                        break
+                    await self.throttle.sleep(0.5)
+                    continue
                 await asyncio.wait(
                     running.values(), timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -231,11 +267,62 @@ class Deliverer:
                         if task.result():  # the chat must wait: not again this round
                             held.add(chat_id)
         finally:
+            heartbeat.cancel()
             for task in running.values():
                 task.cancel()
-            if running:
-                await asyncio.wait(running.values())
+            await asyncio.wait([heartbeat, *running.values()])
         return tally.report()
+
+    async def _recover_abandoned(self) -> None:
+        """Settle what workers that died mid-send left `sending` (bot.outbox_claims)."""
+        call = functools.partial(self.leases.recover_abandoned, self.clock())
+        recovered = await self._blocking(call)
+        if recovered:
+            self.metrics.count_alerts("unknown", recovered)
+            log.warning(
+                "%d alert(s) were being sent by a worker that stopped (its lease expired); "
+                "their delivery is unknown and they are not sent again",
+                recovered,
+            )
+
+    async def _lease(self, chat_id: int) -> ChatLease | LeasedElsewhere:
+        call = functools.partial(self.leases.acquire, chat_id, self.clock())
+        taken: ChatLease | LeasedElsewhere = await self._blocking(call)
+        if isinstance(taken, ChatLease) and taken.recovered:
+            self.metrics.count_alerts("unknown", taken.recovered)
+            log.warning(
+                "chat %s: %d alert(s) were being sent by a worker that stopped (its lease "
+                "expired); their delivery is unknown and they are not sent again",
+                chat_id,
+                taken.recovered,
+            )
+        return taken
+
+    async def _keep_leases(self) -> None:
+        """Renew this worker's leases while the round runs, well before they expire: an
+        expired lease must mean a dead worker, never a slow send or a long rate-limit wait."""
+        while True:
+            await asyncio.sleep(self.leases.seconds / 3)
+            try:
+                await self._blocking(functools.partial(self.leases.renew, self.clock()))
+            except Exception:  # the database is away: the claims will say if a lease was lost
+                log.exception("could not renew this worker's chat leases")
+
+    async def _deliver_leased(
+        self, lease: ChatLease, tally: _Tally, should_stop: Callable[[], bool]
+    ) -> bool:
+        """``_deliver_chat`` under ``lease``, released afterwards so any worker may take the
+        chat at once (its recent sends stay with the lease, for the rate limits)."""
+        self._leases[lease.chat_id] = lease
+        try:
+            return await self._deliver_chat(lease.chat_id, tally, should_stop)
+        finally:
+            del self._leases[lease.chat_id]
+            try:
+                call = functools.partial(self.leases.release, lease.chat_id, self.clock())
+                await self._blocking(call)
+            except Exception:  # it expires on its own
+                log.exception("could not release the lease on chat %s", lease.chat_id)
 
     def _wait(self, due: datetime | None) -> float:
         """Seconds before an alert stored with ``due`` as its next attempt may be tried."""
@@ -253,6 +340,7 @@ class Deliverer:
         """Send one chat's due digests and single alerts in order; True if the chat was left
         waiting (held), including when all it has left is held back for a later digest."""
         counts = _ChatRound()
+        seeded = False
         while not should_stop():
             pending = await self._blocking(
                 functools.partial(self.store.pending_alerts, limit=_PLAN_LIMIT, chat_id=chat_id)
@@ -262,6 +350,9 @@ class Deliverer:
             states = await self._blocking(self.store.chat_states)
             muted = await self._blocking(functools.partial(self.store.mutes, self.clock()))
             target = _resolve(chat_id, states)
+            if not seeded:
+                self._seed(chat_id, target)
+                seeded = True
             refused = states.get(target)
             if refused is not None and refused.disabled_reason is not None:
                 self._end_refused(pending[:_BATCH], refused.disabled_reason, tally)
@@ -292,7 +383,10 @@ class Deliverer:
                 await self.throttle.acquire(target)
                 if should_stop():
                     return False
-                if not await self._claim([alert.id]):
+                claimed = await self._claim(chat_id, [alert.id])
+                if claimed is None:
+                    return True  # another worker took the chat over
+                if not claimed:
                     continue
                 text, options = self._render(
                     alert,
@@ -316,8 +410,10 @@ class Deliverer:
                             message_id,
                         )
                     )
+                    await self._note_sent(chat_id)
                     self._backoff.pop(chat_id, None)
                     tally.sent += 1
+                    self._count_sent([alert])
                     continue
                 step = self._settle([alert.id], chat_id, target, failure, tally)
                 held = await self._after_failure(target, failure, step, counts)
@@ -398,14 +494,23 @@ class Deliverer:
                 route = self._route(alert.watchlist, chat_id, target)
                 groups.setdefault(route.thread_id, []).append(alert)
             note = burst_note(self.burst or BurstRule()) if plan.burst != "none" else ""
+            folded = await self._blocking(
+                functools.partial(folded_alerts, self.store.engine, chat_id)
+            )  # alerts folded out of an overflowing queue (bot.outbox_bound): said once
             for number, (thread, alerts) in enumerate(groups.items(), start=1):
                 footer = BURST_OVER if plan.burst == "end" and number == len(groups) else ""
+                said = f"{folded_note(folded)} {note}".strip() if folded else note
                 outcome = await self._send_digest(
-                    chat_id, target, thread, alerts, (note, footer), muted, others, tally,
+                    chat_id, target, thread, alerts, (said, footer), muted, others, tally,
                     counts, should_stop,
                 )  # fmt: skip
                 if outcome is not None:
                     return outcome
+                if folded:
+                    await self._blocking(
+                        functools.partial(clear_folded, self.store.engine, chat_id, folded)
+                    )
+                    folded = 0
         if plan.burst == "end":
             await self._blocking(
                 functools.partial(self.store.set_chat_burst, chat_id, None, self.clock())
@@ -435,7 +540,9 @@ class Deliverer:
             await self.throttle.acquire(target)
             if should_stop():
                 return False
-            claimed = await self._claim(list(part.alert_ids))
+            claimed = await self._claim(chat_id, list(part.alert_ids))
+            if claimed is None:
+                return True  # another worker took the chat over
             if not claimed:
                 continue
             text = part.html
@@ -473,8 +580,10 @@ class Deliverer:
                     message_id=message_id,
                 )
             )
+            await self._note_sent(chat_id)
             self._backoff.pop(chat_id, None)
             tally.sent += len(claimed)
+            self._count_sent([by_id[alert_id].alert for alert_id in claimed])
         return None
 
     async def _chat_moved(self, old_chat: int, new_chat: int) -> None:
@@ -485,19 +594,43 @@ class Deliverer:
         except Exception:  # the move is stored; a config that cannot be rewritten is only logged
             log.exception("could not write chat %s's new id %s to the config", old_chat, new_chat)
 
-    async def _claim(self, alert_ids: list[int]) -> list[int]:
+    async def _note_sent(self, chat_id: int) -> None:
+        """Tell the chat's lease when Telegram took the message (for the next holder's limits;
+        a failure only costs that precision, so it is logged, not raised)."""
+        try:
+            await self._blocking(
+                functools.partial(self.leases.note_sent, chat_id, self.clock())
+            )
+        except Exception:
+            log.exception("could not note a send to chat %s on its lease", chat_id)
+
+    def _seed(self, chat_id: int, target: int) -> None:
+        """Count the chat's sends by other workers in the last minute (bot.outbox_claims)."""
+        lease = self._leases.get(chat_id)
+        if lease is not None and lease.others_sends:
+            now = self.clock()
+            self.throttle.seed(
+                target, [(now - moment).total_seconds() for moment in lease.others_sends]
+            )
+
+    async def _claim(self, chat_id: int, alert_ids: list[int]) -> list[int] | None:
         """Mark the alerts `sending`, the step before the request; returns those claimed (an
-        alert another process took meanwhile is left out: theirs to send).
+        alert another process took meanwhile is left out: theirs to send), or None when
+        another worker took over the chat's lease (bot.outbox_claims).
 
         Runs in a thread like the other hot-path writes (see `blocking`). If this task is
         cancelled meanwhile (shutdown), the claim still completes in its thread; it is then
         handed back (`pending`), because nothing was sent, instead of being left to become
         `unknown` at the next start.
         """
-        call = functools.partial(self.store.claim_alerts, alert_ids, self.clock())
+        lease = self._leases.get(chat_id)
+        call = functools.partial(self.store.claim_alerts, alert_ids, self.clock(), lease=lease)
         claim: asyncio.Future[list[int]] = asyncio.ensure_future(self._blocking(call))
         try:
             return await asyncio.shield(claim)
+        except LeaseLost as lost:
+            log.warning("%s; this worker leaves it", lost)
+            return None
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 taken = await asyncio.wait_for(asyncio.shield(claim), timeout=10)
@@ -543,6 +676,7 @@ class Deliverer:
         if error.uncertain:
             settle("unknown")
             tally.unknown += count
+            self.metrics.count_alerts("unknown", count)
             tally.errors.append(f"chat {chat_id}: outcome unknown, not resent: {message}")
             log.warning(
                 "alert(s) %s to chat %s: outcome unknown (%s); not sent again, to avoid a "
@@ -561,6 +695,8 @@ class Deliverer:
             return "refetch"
         tally.failed += count
         tally.errors.append(f"chat {chat_id}: {message}")
+        ended = error.permanent or error.chat_refused
+        self.metrics.count_alerts("failed" if ended else "retry", count)
         if error.chat_refused:
             self.store.set_chat_disabled(target, message, now)
             settle("failed")
@@ -594,6 +730,13 @@ class Deliverer:
                 alert.id, f"chat disabled: {reason}", now, permanent=True
             )
             tally.failed += 1
+            self.metrics.count_alerts("failed")
+
+    def _count_sent(self, alerts: Sequence[PendingAlert]) -> None:
+        now = self.clock()
+        self.metrics.count_alerts(self.outcome, len(alerts))
+        for alert in alerts:
+            self.metrics.observe_delivered(alert.created_at, now)
 
 
 def _resolve(chat_id: int, states: Mapping[int, ChatState]) -> int:

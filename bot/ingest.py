@@ -7,7 +7,7 @@ whose `error` says what went wrong, so one broken source never stops the others.
 Every poll also decides when the next one is due (feeds.cadence) and stores it with the source's
 health: a failure backs off or obeys Retry-After, a 410 disables the source with its reason, a
 permanent redirect moves the source. Every request, feed or article page, waits for its host's
-turn at the shared HostGate, and article pages are fetched only where robots.txt allows.
+turn at the shared host gate, and article pages are fetched only where robots.txt allows.
 
 An entry is the same article as a stored one when its guid or its canonical URL key is the same
 (feeds.canonical); it is new otherwise. A known entry whose fingerprint changed is an update: the
@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy.exc import OperationalError
 
 from feeds.cadence import Cadence, FeedHints, adaptive_interval, after_failure, after_success
 from feeds.canonical import canonical_link, clean_url, fingerprint, url_key
+from feeds.connector import guarding
 from feeds.entry_article import article_from_entry, merge_page_and_feed, needs_page
 from feeds.errors import FetchError, ParseError
 from feeds.extract import clean_page
@@ -36,12 +38,17 @@ from feeds.fetch import FEED_ACCEPT, PAGE_ACCEPT, FetchLimits, fetch
 from feeds.listing import ListingSelectors, parse_listing
 from feeds.match import Matcher
 from feeds.models import Article, ConditionalHeaders, Entry, FetchResult
+from feeds.netguard import AddressPolicy, BlockedAddress, check_url
 from feeds.parse import parse_feed_salvaged, parse_hints
-from feeds.politeness import HostGate
+from feeds.politeness import RequestGate
 from feeds.robots import RobotsCache
 from feeds.templates import site_of
 
+from .bounds import bounded_article, newest_entries
+from .database_faults import database_problem
+from .metrics import Metrics
 from .poll_batch import NotModifiedBatch, NotModifiedPoll
+from .retention import drop_pruned
 from .store import ArticleIdentity, KnownArticle, SourceState, Store
 
 log = logging.getLogger("wirewatch.ingest")
@@ -70,6 +77,8 @@ class SourceJob:
     """The polling bounds the next poll is chosen within."""
     listing: ListingSelectors | None = None
     """For a `page` source: how to read article links off the listing page; None for a feed."""
+    policy: AddressPolicy | None = None
+    """The addresses its feed, redirects and article pages may reach; None: any (tests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +107,52 @@ class Ingestor:
     """watchlist name → chat ids that get its alerts."""
     limits: FetchLimits
     clock: Clock = utc_now
-    gate: HostGate | None = None
+    gate: RequestGate | None = None
     """Per-host and global request limits shared by every poll; None: no limits (tests)."""
     robots: RobotsCache | None = None
     """robots.txt rules for article pages; None: not checked."""
     random: Callable[[], float] = random.random
     """Jitter for back-off (tests pass a fixed value)."""
+    max_entries: int | None = None
+    """Entries taken per poll, newest first (bot.bounds); None: all."""
+    max_article_chars: int | None = None
+    """Stored article text is cut to this at a paragraph (bot.bounds); None: no bound."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """Where polls, articles, matches and cleaning times are counted (bot.metrics)."""
 
     async def poll(self, source: SourceJob, batch: NotModifiedBatch | None = None) -> PollReport:
         """Poll one source; a 304 is recorded in `batch` when given (its owner writes the batch
-        to the store, see bot.poll_batch), else in the store at once."""
+        to the store, see bot.poll_batch), else in the store at once.
+
+        A database that cannot be used (locked by another process, the disk full: see
+        bot.database_faults) fails the poll with one clear line and records nothing; the next
+        scheduled poll tries again.
+        """
+        try:
+            return await self._poll_recorded(source, batch)
+        except OperationalError as error:
+            problem = database_problem(error)
+            if problem is None:  # pragma: no cover - every OperationalError is sorted
+                raise
+            log.error("source %s: not polled: %s", source.name, problem)
+            self.metrics.count_failed_poll("database")
+            return PollReport(source.name, error=problem)
+
+    async def _poll_recorded(self, source: SourceJob, batch: NotModifiedBatch | None) -> PollReport:
         state = self.store.source_state(source.name, source.url)
         if state.disabled_reason:
             return PollReport(source.name, error=f"disabled: {state.disabled_reason}")
         failure: Exception
         try:
-            return await self._poll(source, state, batch)
+            report = await self._poll(source, state, batch)
+            self.metrics.count_poll(report)
+            return report
         except (FetchError, ParseError) as error:
             message = str(error)
             failure = error
         except Exception as error:  # a bug or a surprise in one source must not stop the rest
+            if database_problem(error) is not None:
+                raise  # not the source's failure, and not recordable now: see poll()
             log.exception("source %s: unexpected failure", source.name)
             message = f"unexpected {type(error).__name__}: {error}"
             failure = error
@@ -142,6 +177,7 @@ class Ingestor:
             kind = str(error.kind)
         else:
             kind = "parse" if isinstance(error, ParseError) else "unexpected"
+        self.metrics.count_failed_poll(kind)
         self.store.record_poll_failure(
             source.name,
             source.url,
@@ -168,6 +204,7 @@ class Ingestor:
             limits=self.limits,
             accept=PAGE_ACCEPT if source.listing else FEED_ACCEPT,
             gate=self.gate,
+            policy=source.policy,
         )
         fetch_url = response.permanent_url or state.fetch_url
         if response.permanent_url:
@@ -239,6 +276,16 @@ class Ingestor:
         return after_success(self.clock(), interval, lifetime=lifetime, hints=hints)
 
     async def _ingest_entries(self, source: SourceJob, entries: Sequence[Entry]) -> PollReport:
+        if self.max_entries is not None and len(entries) > self.max_entries:
+            log.info(
+                "source %s: %d entries, taking the newest %d",
+                source.name,
+                len(entries),
+                self.max_entries,
+            )
+            entries = newest_entries(entries, self.max_entries)
+        # Articles pruned by retention stay gone while the feed still lists them (bot.retention).
+        entries = drop_pruned(self.store.engine, source.name, entries, self.clock())
         keys = {entry.guid: url_key(entry.url) for entry in entries}
         known = self.store.known_articles(source.name, list(keys), list(keys.values()))
         by_guid = {article.guid: article for article in known}
@@ -253,6 +300,8 @@ class Ingestor:
             if existing is not None and existing.fingerprint in (None, entry_print):
                 continue  # listed again, unchanged (or stored before fingerprints existed)
             article, warning, page, canonical = await self._article_for(source, entry, existing)
+            if self.max_article_chars is not None:
+                article = bounded_article(article, self.max_article_chars)
             if warning:
                 warnings.append(warning)
             if canonical and existing is None:
@@ -297,10 +346,18 @@ class Ingestor:
         first time: a re-fetched edit would count its own text twice) learn from it."""
         site = site_of(url)
         template = self.store.site_template(site)
-        cleaned = await asyncio.to_thread(clean_page, content, url, template)
+        cleaned = await asyncio.to_thread(
+            self.metrics.time_extraction, clean_page, content, url, template
+        )
         if learn and site and cleaned.fingerprints:
             self.store.learn_site_page(site, cleaned.fingerprints)
         return cleaned.article
+
+    async def _robots_allow(self, url: str, policy: AddressPolicy | None) -> bool:
+        """robots.txt's verdict, its request's connection held to the source's policy."""
+        assert self.robots is not None
+        with guarding(policy):
+            return await self.robots.allowed(url)
 
     async def _article_for(
         self, source: SourceJob, entry: Entry, existing: KnownArticle | None
@@ -316,7 +373,12 @@ class Ingestor:
         none = ConditionalHeaders()
         if not needs_page(entry, from_feed, source.full_text):
             return from_feed, None, none, None
-        if self.robots is not None and not await self.robots.allowed(entry.url):
+        refused = await _refused(entry.url, source.policy)
+        if refused:
+            warning = f"article page {entry.url}: {refused}; using the feed's text"
+            log.warning("%s: %s", source.name, warning)
+            return from_feed, warning, none, None
+        if self.robots is not None and not await self._robots_allow(entry.url, source.policy):
             warning = f"article page {entry.url}: disallowed by robots.txt; using the feed's text"
             return from_feed, warning, none, None
         validators = existing.page_validators if existing is not None else None
@@ -328,6 +390,7 @@ class Ingestor:
                 limits=self.limits,
                 accept=PAGE_ACCEPT,
                 gate=self.gate,
+                policy=source.policy,
             )
         except FetchError as error:
             warning = f"article page {entry.url}: {error}; using the feed's text"
@@ -350,6 +413,21 @@ class Ingestor:
         merged = merge_page_and_feed(from_page, from_feed)
         article = _with_url(merged, clean_url(canonical or merged.url))
         return article, None, page.validators, canonical
+
+
+async def _refused(url: str, policy: AddressPolicy | None) -> str | None:
+    """Why the article page at `url` may not be fetched under the source's policy, checked
+    before robots.txt is asked for (that request would reach the host too); a name that does
+    not resolve is left to the fetch, which reports it as usual."""
+    if policy is None:
+        return None
+    try:
+        await check_url(url, policy)
+    except BlockedAddress as error:
+        return f"blocked: {error}"
+    except OSError:
+        return None
+    return None
 
 
 def _with_url(article: Article, url: str) -> Article:

@@ -9,19 +9,26 @@ from datetime import timedelta
 from itertools import zip_longest
 
 import httpx
+from sqlalchemy import Engine
 
 from feeds.cadence import Cadence
 from feeds.fetch import DEFAULT_USER_AGENT, FetchLimits
 from feeds.listing import ListingSelectors
-from feeds.politeness import HostGate, host_of
+from feeds.netguard import AddressPolicy
+from feeds.politeness import RequestGate, host_of
 from feeds.robots import RobotsCache
 
+from .fleet import request_gate
 from .ingest import SourceJob
 from .settings import Settings, SourceSettings
 
 
-def job_for(source: SourceSettings, backoff_cap: timedelta = timedelta(hours=6)) -> SourceJob:
-    """The slice of a source's settings that a poll needs."""
+def job_for(
+    source: SourceSettings,
+    backoff_cap: timedelta = timedelta(hours=6),
+    allow_private: bool = False,
+) -> SourceJob:
+    """The slice of a source's settings that a poll needs, with the addresses it may reach."""
     cadence = Cadence(
         every=source.every,
         min_every=source.shortest_interval,
@@ -35,19 +42,23 @@ def job_for(source: SourceSettings, backoff_cap: timedelta = timedelta(hours=6))
             title=source.selectors.title,
             date=source.selectors.date,
         )
-    return SourceJob(source.name, source.url, source.full_text, cadence, listing)
+    policy = AddressPolicy.for_source(
+        source.url, added_from_chat=source.added_from_chat, allow_private=allow_private
+    )
+    return SourceJob(source.name, source.url, source.full_text, cadence, listing, policy)
 
 
 def polite_fetching(
-    settings: Settings, client: httpx.AsyncClient, limits: FetchLimits
-) -> tuple[HostGate, RobotsCache | None]:
-    """The one host gate every request of this process goes through, and the robots.txt cache
-    (None when `fetch.robots` is off)."""
-    gate = HostGate(
-        total=settings.fetch.concurrency,
-        per_host=settings.fetch.per_host,
-        min_delay=settings.fetch.host_delay.total_seconds(),
-    )
+    settings: Settings,
+    client: httpx.AsyncClient,
+    limits: FetchLimits,
+    engine: Engine | None = None,
+    owner: str = "",
+) -> tuple[RequestGate, RobotsCache | None]:
+    """The one host gate every request of this process goes through (shared with the fleet
+    through `engine` when it is PostgreSQL, see bot.fleet), and the robots.txt cache (None when
+    `fetch.robots` is off)."""
+    gate = request_gate(settings, engine, owner)
     robots = None
     if settings.fetch.robots:
         user_agent = settings.fetch.user_agent or DEFAULT_USER_AGENT

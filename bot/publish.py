@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from feeds.atom import EMPTY_FEED_UPDATED, AtomEntry, FeedMeta, Paging, render_atom, tag_uri
 from feeds.text import highlight_html
 
+from .retention import archive_start
 from .server import (
     ALL_FEED,
     ICON_PATH,
@@ -117,6 +118,8 @@ class Publisher:
     """path → what it was last rendered from, so an unchanged document is not rendered again."""
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     """Scheduled polls may publish from two worker threads at once: one publish at a time."""
+    _starts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """path → the retention start its pruned pages were last removed for (`_drop_pruned_pages`)."""
 
     def publish(self, specs: Sequence[FeedSpec]) -> list[str]:
         """Render every feed and its archive pages; return the paths of the subscription
@@ -125,7 +128,9 @@ class Publisher:
         with self._lock:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for spec in specs:
-                for document in self._documents(spec, self._history(spec)):
+                start, history = self._history(spec)
+                self._drop_pruned_pages(spec, start)
+                for document in self._documents(spec, history, start):
                     if self._publish_document(spec, document) and document.listed:
                         changed.append(document.path)
         return changed
@@ -133,16 +138,42 @@ class Publisher:
     def url_of(self, path: str) -> str:
         return f"{self.public_url}/{path}"
 
-    def _history(self, spec: FeedSpec) -> list[FeedItem]:
-        """The feed's items, oldest first, without article bodies (see `_Document`)."""
-        if spec.source is not None:
-            return self.store.source_history(spec.source, content=False)
-        return self.store.feed_history(spec.watchlist, content=False)
+    def _history(self, spec: FeedSpec) -> tuple[int, list[FeedItem]]:
+        """How many entries retention removed from the feed's front (bot.retention), and the
+        feed's items, oldest first, without article bodies (see `_Document`). Read again if a
+        prune came in between: the count and the history must be of the same moment."""
+        while True:
+            start = archive_start_of(self.store, spec.path)
+            if spec.source is not None:
+                history = self.store.source_history(spec.source, content=False)
+            else:
+                history = self.store.feed_history(spec.watchlist, content=False)
+            if archive_start_of(self.store, spec.path) == start:
+                return start, history
 
-    def _documents(self, spec: FeedSpec, history: Sequence[FeedItem]) -> list[_Document]:
-        """The subscription document and every archive page, from the oldest-first history."""
+    def _drop_pruned_pages(self, spec: FeedSpec, start: int) -> None:
+        """Stop serving, and delete the files of, archive pages whose every entry was pruned."""
+        if self._starts.get(spec.path) == start:
+            return
+        self._starts[spec.path] = start
+        gone = start // self.max_entries  # pages 1..gone held only pruned entries
+        directory = self.output_dir / archive_path(spec.path, 1).removeprefix("feeds/")
+        for file in directory.parent.glob("*.atom") if gone else ():
+            if file.stem.isdigit() and int(file.stem) <= gone:
+                file.unlink(missing_ok=True)
+        for page in range(1, gone + 1):
+            self.catalog.remove(archive_path(spec.path, page))
+            self._rendered.pop(archive_path(spec.path, page), None)
+
+    def _documents(
+        self, spec: FeedSpec, history: Sequence[FeedItem], start: int = 0
+    ) -> list[_Document]:
+        """The subscription document and every archive page still holding an entry, from the
+        oldest-first history whose first `start` entries were pruned: page p holds entries
+        (p-1)·N+1 .. p·N counted from the first entry the feed ever had."""
         size = self.max_entries
-        archive_pages = max(0, -(-len(history) // size) - 1)
+        archive_pages = max(0, -(-(start + len(history)) // size) - 1)
+        first_page = start // size + 1
         subscription_url = self.url_of(spec.path)
         documents = [
             self._document(
@@ -151,24 +182,24 @@ class Publisher:
                 history[-size:],
                 Paging(
                     prev_archive_url=self.url_of(archive_path(spec.path, archive_pages))
-                    if archive_pages
+                    if archive_pages >= first_page
                     else None
                 ),
                 listed=True,
             )
         ]
-        for page in range(1, archive_pages + 1):
+        for page in range(first_page, archive_pages + 1):
             paging = Paging(
                 archive=True,
                 current_url=subscription_url,
                 prev_archive_url=self.url_of(archive_path(spec.path, page - 1))
-                if page > 1
+                if page > first_page
                 else None,
                 next_archive_url=self.url_of(archive_path(spec.path, page + 1))
                 if page < archive_pages
                 else None,
             )
-            items = history[(page - 1) * size : page * size]
+            items = history[max(0, (page - 1) * size - start) : page * size - start]
             documents.append(
                 self._document(spec, archive_path(spec.path, page), items, paging, listed=False)
             )
@@ -268,6 +299,14 @@ def _clip(text: str, limit: int) -> str:
 
 
 def write_atomically(path: Path, body: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    # One temporary name per process: workers of a fleet on one machine share the output folder,
+    # and one's rename must never publish (or lose) another's half-written file.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(body)
     os.replace(temporary, path)
+
+
+def archive_start_of(store: Store, path: str) -> int:
+    """Entries pruned from the front of the feed at `path` (bot.retention)."""
+    with store.engine.connect() as connection:
+        return archive_start(connection, path)

@@ -21,10 +21,11 @@ theoretical minimum (bench/deliver measures it).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -75,6 +76,10 @@ class _Window:
         """Forget one event at ``moment`` (a message Telegram refused, so did not count)."""
         with contextlib.suppress(ValueError):  # already out of the window
             self.events.remove(moment)
+
+    def insert(self, moment: float) -> None:
+        """Count an event at ``moment``, which may be earlier than events already counted."""
+        bisect.insort(self.events, moment)
 
     def move_last(self, now: float) -> None:
         """Move the latest event to ``now`` (never earlier), keeping the window sorted."""
@@ -176,6 +181,14 @@ class RateLimits:
         if is_group(chat_id):
             self._group(chat_id).remove(moment)
 
+    def seed(self, chat_id: int, moments: Iterable[float]) -> None:
+        """Count messages another worker sent to ``chat_id`` at ``moments`` (on this clock), so
+        that taking a chat over keeps its per-chat and per-group limits (bot.outbox_claims)."""
+        for moment in moments:
+            self._chat(chat_id).insert(moment)
+            if is_group(chat_id):
+                self._group(chat_id).insert(moment)
+
     def hold(self, chat_id: int, until: float) -> None:
         """Send nothing to ``chat_id`` before ``until`` (Telegram's retry_after)."""
         self._held[chat_id] = max(until, self._held.get(chat_id, until))
@@ -225,6 +238,11 @@ class Throttle:
                 if self.limits.chat_wait(chat_id, now) <= 0:  # no retry_after arrived meanwhile
                     self.limits.record(chat_id, now)
                     return
+
+    def seed(self, chat_id: int, ages: Iterable[float]) -> None:
+        """Count messages other workers sent to ``chat_id`` this many seconds ago."""
+        now = self._clock()
+        self.limits.seed(chat_id, [now - age for age in ages])
 
     def leaving(self, chat_id: int) -> None:
         """Call just before the request for the slot ``acquire`` gave, with no await between:

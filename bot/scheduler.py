@@ -9,6 +9,9 @@ APScheduler decides the times; the work itself runs as tasks this module tracks,
 shutdown can wait a short grace period for polls in flight and then cancel them (APScheduler does
 not cancel coroutine jobs it started). A source whose previous poll is still running is skipped,
 never polled twice at once.
+
+This is the one-process schedule (SQLite). On PostgreSQL, workers share the sources through the
+database instead (bot.fleet's claim loop), and this schedule runs only the delivery retries.
 """
 
 from __future__ import annotations
@@ -79,6 +82,26 @@ class Schedule:
             max_instances=1,
         )
         self._scheduler.start()
+
+    def add_periodic(
+        self, key: str, every: timedelta, work: Callable[[], Awaitable[Any]], first_run: datetime
+    ) -> None:
+        """Run `work` every `every` from `first_run` (retention, admin alerts); like every job
+        here, never twice at once, and missed turns are coalesced into one."""
+        self._scheduler.add_job(
+            self._launch,
+            IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
+            args=(key, work),
+            id=key,
+            next_run_time=first_run,
+            coalesce=True,
+            max_instances=1,
+        )
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped (the readiness probe, bot.readiness)."""
+        return bool(self._scheduler.running)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop scheduling, give work in flight `grace_seconds`, then cancel what is left."""

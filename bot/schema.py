@@ -116,7 +116,12 @@ sources = Table(
     Column("last_error_kind", Text),
     Column("polls", Integer, nullable=False, server_default="0"),
     Column("not_modified_polls", Integer, nullable=False, server_default="0"),
+    # Fleet coordination (0009, bot.coordination): the worker polling the source and until when
+    # its claim holds (null: nobody). Claims select due sources by next_poll_at.
+    Column("lease_owner", Text),
+    Column("lease_expires_at", UTCDateTime),
     PrimaryKeyConstraint("name"),
+    Index(None, "next_poll_at"),
 )
 
 articles = Table(
@@ -144,6 +149,7 @@ articles = Table(
     UniqueConstraint("source", "guid"),
     Index(None, "url"),
     Index(None, "source", "url_key"),
+    Index(None, "updated_at"),  # the retention sweep selects by it (0010)
     # Never reuse the id of a deleted article: ids appear in feed entry ids and outbox rows.
     sqlite_autoincrement=True,
 )
@@ -202,6 +208,9 @@ outbox = Table(
     # Not before this instant (Telegram's retry_after, or back-off after an error); null: now.
     Column("next_attempt_at", UTCDateTime),
     Column("message_id", BigInteger),  # Telegram's id for the sent message
+    # The worker that moved the alert to `sending` (0011; bot.outbox_claims), for people reading
+    # the outbox after a worker stopped mid-send.
+    Column("claimed_by", Text),
     PrimaryKeyConstraint("id"),
     # One alert per article per chat, even when two watchlists routed to the chat both match.
     UniqueConstraint("chat_id", "article_id"),
@@ -210,6 +219,7 @@ outbox = Table(
         name="status",
     ),
     Index(None, "status", "created_at"),
+    Index(None, "article_id"),  # deleting an article checks its alerts (retention, 0010)
     sqlite_autoincrement=True,
 )
 
@@ -224,6 +234,21 @@ chat_states = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Since when the chat gets digests because of a burst of news (bot.delivery); null: no burst.
     Column("burst_since", UTCDateTime),
+    # Alerts folded out of the chat's overflowing queue since its last digest (0010,
+    # bot.outbox_bound): the next digest says how many.
+    Column("folded_alerts", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("chat_id"),
+)
+
+# Chat leases (0011, bot.outbox_claims): the worker that may send to a chat, until when, and the
+# last minute of sends to the chat (JSON [[POSIX seconds, owner], ...]) for the next holder.
+chat_leases = Table(
+    "chat_leases",
+    metadata,
+    Column("chat_id", BigInteger, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("recent_sends", Text, nullable=False),
     PrimaryKeyConstraint("chat_id"),
 )
 
@@ -266,4 +291,72 @@ site_blocks = Table(
     Column("last_page", Integer, nullable=False),
     Column("sightings", Integer, nullable=False),
     PrimaryKeyConstraint("site", "fingerprint"),
+)
+
+# Retention (0010, bot.retention): per feed document (its path), how many entries were pruned from
+# the front of its history, so its archive pages keep their numbers and contents after a prune.
+feed_archive_starts = Table(
+    "feed_archive_starts",
+    metadata,
+    Column("feed", Text, nullable=False),
+    Column("pruned_entries", Integer, nullable=False),
+    PrimaryKeyConstraint("feed"),
+)
+
+# What pruned articles were called, so a feed still listing an old entry does not resurrect it;
+# `seen_at`: when it was pruned or last seen listed since (forgotten a retention period later).
+pruned_articles = Table(
+    "pruned_articles",
+    metadata,
+    Column("source", Text, nullable=False),
+    Column("guid", Text, nullable=False),
+    Column("url_key", Text),
+    Column("seen_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("source", "guid"),
+    Index(None, "source", "url_key"),
+    Index(None, "seen_at"),
+)
+
+# Admin alerts (0010, bot.admin_alerts): per condition, since when it holds (null: it does not),
+# whether a report of it stands (1) or was resolved (0), and when it was last reported (at most
+# once a day per condition, also across restarts).
+admin_reports = Table(
+    "admin_reports",
+    metadata,
+    Column("condition", Text, nullable=False),
+    Column("active", Integer, nullable=False),
+    Column("since", UTCDateTime),
+    Column("reported_at", UTCDateTime),
+    Column("detail", Text, nullable=False),
+    PrimaryKeyConstraint("condition"),
+)
+
+# Fleet-wide host politeness (0009, bot.fleet_gate): per host, when any worker's last request to it
+# started, and `fetch.per_host` numbered slots claimed like leases.
+host_turns = Table(
+    "host_turns",
+    metadata,
+    Column("host", Text, nullable=False),
+    Column("last_start", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("host"),
+)
+
+host_slots = Table(
+    "host_slots",
+    metadata,
+    Column("host", Text, nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("owner", Text),
+    Column("expires_at", UTCDateTime),
+    PrimaryKeyConstraint("host", "slot"),
+)
+
+# Counters bumped in the transactions that change what feeds show (0009, bot.coordination):
+# every worker watches "feeds" and re-publishes when another worker's poll moved it.
+change_counters = Table(
+    "change_counters",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
 )

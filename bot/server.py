@@ -25,7 +25,7 @@ import hashlib
 import html
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -35,7 +35,7 @@ from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -141,6 +141,11 @@ class FeedCatalog:
         # A plain dict read is atomic in CPython; the lock only orders writers.
         return self._feeds.get(path)
 
+    def remove(self, path: str) -> None:
+        """Stop serving a document (an archive page whose entries retention pruned)."""
+        with self._lock:
+            self._feeds.pop(path, None)
+
     def listed(self) -> list[RenderedFeed]:
         """Subscription documents: watchlist feeds ("all" first, then by name), then sources."""
         with self._lock:
@@ -178,9 +183,11 @@ def make_app(
     site_title: str = "wirewatch",
     public_url: str,
     hub_url: str | None = None,
+    routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     """Build the ASGI app; ``public_url`` is how readers reach it (for links on the index, in OPML
-    and in Link headers).
+    and in Link headers). ``routes`` adds pages served beside the feeds (the app's ``/readyz``
+    and ``/metrics``, bot.readiness and bot.metrics).
 
     Documents (``/feeds/…``, ``/sources/…``) are answered by :class:`DocumentApp` directly at the
     ASGI level: they are nearly all the traffic (readers polling), and skipping the framework's
@@ -216,6 +223,7 @@ def make_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/opml", opml, methods=["GET"]),
             Route(f"/{ICON_PATH}", icon, methods=["GET"]),
+            *routes,
         ]
     )
     return DocumentApp(catalog, pages, base_url=base_url, hub_url=hub_url)
@@ -458,6 +466,7 @@ class FeedServer:
             host=host,
             port=port,
             log_level="warning",
+            log_config=None,  # its records go to the app's one handler (bot.logs), not its own
             lifespan="off",
             ws="none",
             timeout_graceful_shutdown=2,

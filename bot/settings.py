@@ -44,20 +44,24 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from feeds.listing import check_selector
 from feeds.models import Watchlist
 
+from .database_url import DatabaseUrlError
+from .database_url import parse as parse_database_url
 from .rhythm import RhythmError, parse_quiet_hours, parse_schedule
 from .watch_settings import check_language, check_query, check_term, query_position
+from .yaml_bounds import expansion_problem, flow_depth_problem
 
 __all__ = [
+    "AdminAlertSettings",
     "ChatRoute",
     "ConfigProblem",
     "FeedSettings",
     "FetchSettings",
+    "LoggingSettings",
+    "RetentionSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -109,7 +113,10 @@ def parse_duration(text: str) -> timedelta:
     if match is None or not any(match.groups()):
         raise ValueError(f'bad duration "{text}" ({_DURATION_HINT})')
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:  # found by tests/test_fuzz_config.py: "99999999999999999999d"
+        raise ValueError(f'duration "{text}" is too long (at most 999999999 days)') from None
 
 
 # ── field types ──────────────────────────────────────────────────────────────────────────────
@@ -138,14 +145,11 @@ def _check_http_url(value: str) -> str:
 
 
 def _check_database_url(value: str) -> str:
+    """Refuse what bot.database_url cannot open, without ever echoing a password."""
     try:
-        make_url(value)
-    except ArgumentError:
-        raise PydanticCustomError(
-            "database_url",
-            'expected a database URL such as sqlite:///var/wirewatch.sqlite3, got "{url}"',
-            {"url": value},
-        ) from None
+        parse_database_url(value)
+    except DatabaseUrlError as error:
+        raise PydanticCustomError("database_url", str(error)) from None
     return value
 
 
@@ -237,6 +241,10 @@ class TelegramSettings(_Section):
     the burst of news is over (bot.digest); 0: never."""
     burst_every: Duration = timedelta(minutes=15)
     """How often a chat in a burst gets its digest."""
+    admin_chat: Integer | None = None
+    """Where admin alerts go (bot.admin_alerts); None: they are only logged."""
+    max_pending_per_chat: Annotated[Integer, Field(ge=10)] = 1000
+    """Alerts waiting for one chat; past it the oldest are folded into one digest (bot.bounds)."""
 
 
 class FetchSettings(_Section):
@@ -257,6 +265,14 @@ class FetchSettings(_Section):
     """Longest pause between retries of a failing source; it keeps retrying at this pace."""
     robots: bool = True
     """Obey robots.txt for article pages (feeds are always fetched)."""
+    allow_private_addresses: bool = False
+    """Let sources added from chat, redirects and article links reach loopback, private,
+    link-local and other non-public addresses (feeds.netguard); a source's own configured host
+    may always be reached."""
+    max_entries_per_poll: Annotated[Integer, Field(ge=1)] = 200
+    """Entries taken from one poll of a source, newest first (bot.bounds); the rest are left."""
+    max_article_chars: Annotated[Integer, Field(ge=1000)] = 100_000
+    """Characters of article text stored; longer ones are cut at a paragraph (bot.bounds)."""
 
 
 class FeedSettings(_Section):
@@ -266,6 +282,75 @@ class FeedSettings(_Section):
     """Newest entries kept per Atom document."""
     websub_hub: HttpUrl | None = None
     """A WebSub hub: advertised in every feed (rel="hub") and pinged whenever a feed changes."""
+
+
+def _lower_case(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class LoggingSettings(_Section):
+    """The process's log on stderr (bot.logs): one event per line, secrets always removed."""
+
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"], BeforeValidator(_lower_case)
+    ] = "info"
+    """The least severe level written; ``--log-level`` on the command line wins over it."""
+    format: Annotated[Literal["text", "json"], BeforeValidator(_lower_case)] = "text"
+    """``json``: one object per line (time, level, logger, message, exception)."""
+
+
+class FleetSettings(_Section):
+    """Several `wirewatch run` workers sharing one PostgreSQL database (bot.fleet); unused on
+    SQLite, which serves one process."""
+
+    lease: Duration | None = None
+    """How long a worker's claim on a source (or on a host's request slot) outlives the worker:
+    after a crash, another worker takes the source over at most this long after the claim was
+    last renewed. None: three times `fetch.timeout`."""
+    claim_every: Duration = timedelta(seconds=1)
+    """How often a worker looks for due sources (also whenever one of its polls ends)."""
+    refresh_every: Duration = timedelta(seconds=2)
+    """How often a worker checks whether another worker's poll changed the feeds it serves."""
+    chat_lease: Duration = timedelta(seconds=60)
+    """How long a worker's claim on a chat (its alerts) outlives the worker: a dead worker's
+    chats wait at most this long before another takes them; renewed every third of it
+    (bot.outbox_claims)."""
+    leader_retry: Duration = timedelta(seconds=5)
+    """How often a worker tries to become the one that reads chat commands, and the leader
+    checks that it still is (bot.leader)."""
+
+    @model_validator(mode="after")
+    def _lease_outlasts_renewal(self) -> Self:
+        # Running polls renew their leases every lease/3, checked once per claim round.
+        if self.lease is not None and self.lease < 3 * self.claim_every:
+            raise PydanticCustomError(
+                "fleet_lease",
+                "lease must be at least 3 × claim_every, so running polls renew it in time",
+            )
+        return self
+
+
+class RetentionSettings(_Section):
+    """How long stored articles are kept (bot.retention)."""
+
+    articles: Duration | None = timedelta(days=90)
+    """Articles (with their matches, story links and settled alerts) untouched for longer than
+    this are pruned; null keeps everything (the database then grows without bound)."""
+    every: Duration = timedelta(hours=6)
+    """How often `wirewatch run` prunes (`run --once` prunes on every run)."""
+
+
+class AdminAlertSettings(_Section):
+    """When to tell telegram.admin_chat that something needs a person (bot.admin_alerts)."""
+
+    source_failing_for: Duration = timedelta(hours=24)
+    """A source whose polls have failed for longer than this."""
+    outbox_backlog: Annotated[Integer, Field(ge=1)] = 500
+    """More alerts than this waiting to be sent, all chats together."""
+    min_free_disk_mb: Annotated[Integer, Field(ge=0)] = 1024
+    """Less free space than this (MiB) on the disk of the database or of output_dir."""
+    every: Duration = timedelta(minutes=10)
+    """How often `wirewatch run` checks."""
 
 
 def _default_title(data: object) -> object:
@@ -310,6 +395,9 @@ class SourceSettings(_Section):
     """Shortest interval the polling may adapt down to (default: `every`)."""
     max_every: Duration | None = None
     """Longest interval the polling may adapt up to (default: 4 × `every`)."""
+    added_from_chat: bool = False
+    """Written by /addsource: the URL came from a chat, so even its own host must be public
+    (unless fetch.allow_private_addresses); delete the key to vouch for it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -495,13 +583,19 @@ class Settings(_Section):
     database: Annotated[str, AfterValidator(_check_database_url)] = (
         "sqlite:///var/wirewatch.sqlite3"
     )
-    """A SQLAlchemy URL."""
+    """``sqlite:///path`` (one process) or ``postgresql://user:password@host/dbname`` (any number
+    of processes; ``postgres://`` works too, opened with psycopg 3): see bot.database_url. The
+    password is never logged; ``${VAR}`` keeps it out of the file."""
     server: ServerSettings = ServerSettings()
     output_dir: Path = Field(default_factory=_default_output_dir)
     """Where Atom files are written; relative to the working directory, kept as written."""
     telegram: TelegramSettings = TelegramSettings()
     fetch: FetchSettings = FetchSettings()
     feeds: FeedSettings = FeedSettings()
+    logging: LoggingSettings = LoggingSettings()
+    retention: RetentionSettings = RetentionSettings()
+    admin_alerts: AdminAlertSettings = AdminAlertSettings()
+    fleet: FleetSettings = FleetSettings()
     sources: Annotated[tuple[SourceSettings, ...], Field(min_length=1)]
     watchlists: Annotated[tuple[WatchlistSettings, ...], Field(min_length=1)]
 
@@ -555,6 +649,10 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     root = _read_yaml(path, file)
     if not isinstance(root, CommentedMap):
         raise SettingsError([_not_a_mapping(root, file)])
+    blown = expansion_problem(root)  # before anything follows the aliases
+    if blown is not None:
+        line, column = _position(root, (blown[0],), at_key=True)
+        raise SettingsError([ConfigProblem(file, line + 1, column + 1, blown[1])])
 
     found: list[_Located] = []
     data = _to_plain(root, (), env, found)
@@ -594,8 +692,15 @@ def _read_yaml(path: Path, file: str) -> object:
         raise SettingsError(
             [ConfigProblem(file, 1, 1, f"cannot read: not UTF-8 text ({exc.reason})")]
         ) from None
+    too_deep = flow_depth_problem(text)
+    if too_deep is not None:
+        raise SettingsError([ConfigProblem(file, *too_deep)])
     try:
         return YAML(typ="rt").load(text)
+    except RecursionError:  # ruamel composes nested collections recursively
+        raise SettingsError(
+            [ConfigProblem(file, 1, 1, "invalid YAML: collections nested too deeply")]
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -733,7 +838,7 @@ def _reference_problems(
             else:
                 first[name] = index
     for index, (name, _) in enumerate(watchlists):
-        if name in RESERVED_FEED_NAMES:
+        if isinstance(name, str) and name in RESERVED_FEED_NAMES:  # a list name is unhashable
             yield _Located(
                 ("watchlists", index, "name"),
                 f'"{name}" is reserved for the feed of every match; choose another name',

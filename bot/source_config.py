@@ -33,6 +33,8 @@ class NewSource:
     title: str = ""
     name: str = ""
     """Empty: made from the title (else the host name), unique among the configured sources."""
+    from_chat: bool = False
+    """Added with /addsource: marked `added_from_chat: true`, so its host must be public."""
 
 
 def slug_for(text: str, taken: set[str]) -> str:
@@ -68,6 +70,8 @@ def add_sources(path: Path, new: Sequence[NewSource]) -> list[str]:
             if source.title:
                 entry["title"] = source.title
             entry["url"] = source.url
+            if source.from_chat:
+                entry["added_from_chat"] = True
             _move_trailing_comment(sources, entry)
             sources.append(entry)
             names.add(name)

@@ -20,6 +20,7 @@ never leads to a resend):
        ▲                               │
        └──────mark_alert_failed────────┤ (permanent: ──▶ failed)
                                        ├──crash, recover_interrupted_alerts──▶ unknown
+                                       │  (or its lease expired: bot.outbox_claims)
                                        └──no answer, mark_alert_unknown──▶ unknown
 
 A pending alert may carry `next_attempt_at` (Telegram's retry_after): bot.delivery holds its chat
@@ -52,11 +53,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.coordination import bump_counter
+from bot.database_url import parse as parse_database_url
+from bot.database_url import shown as shown_database_url
 from bot.mutes import ActiveMute, Mutes
+from bot.outbox_claims import ChatLease, claim_leased
 from bot.poll_batch import NotModifiedPoll
 from bot.schema import articles, chat_states, matches, mutes, outbox, source_mutes, sources
 from bot.story_store import (
@@ -72,6 +78,7 @@ from feeds.models import Article, ConditionalHeaders, Match
 from feeds.templates import SiteTemplate
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x77697265  # "wire": the PostgreSQL advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 """How long a SQLite connection waits for another writer (the scheduler and the feed server share
@@ -82,6 +89,14 @@ _GUID_CHUNK = 500
 
 ALERT_OUTCOMES = ("sent", "logged")
 """Final outcomes a sender reports: delivered to Telegram, or only written to the log (dry run)."""
+
+
+class DatabaseUnavailableError(Exception):
+    """The database cannot be reached or opened (server down, wrong password, no such file).
+
+    Its message names the database with the password hidden, and the driver's reason: the
+    command line prints it as it is, instead of a traceback.
+    """
 
 
 class AlertStateError(Exception):
@@ -218,10 +233,18 @@ class Store:
 
         For SQLite the parent directory is created, and every connection gets WAL (readers do not
         block the writer), foreign keys on (off by default in SQLite) and a busy timeout.
+        ``postgresql://`` and ``postgres://`` open with psycopg 3 (bot.database_url).
         """
-        engine = _create_engine(make_url(url))
+        parsed = parse_database_url(url)
+        engine = _create_engine(parsed)
         try:
             _upgrade(engine)
+        except OperationalError as error:
+            engine.dispose()
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise DatabaseUnavailableError(
+                f"cannot open the database {shown_database_url(url)}: {reason}"
+            ) from error
         except BaseException:
             engine.dispose()
             raise
@@ -229,6 +252,17 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, for modules that keep their own SQL beside the store (bot.outbox_claims,
+        bot.retention, bot.stats, bot.admin_alerts)."""
+        return self._engine
+
+    def ping(self) -> None:
+        """``SELECT 1``: raises when the database does not answer (the readiness probe)."""
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     def __enter__(self) -> Store:
         return self
@@ -266,8 +300,12 @@ class Store:
     def source_states(self) -> list[SourceState]:
         """Every source ever polled, by name, as stored (for health reports)."""
         with self._engine.begin() as connection:
-            rows = connection.execute(select(sources).order_by(sources.c.name)).all()
-        return [_source_state(row._mapping, row.url) for row in rows]
+            rows = connection.execute(select(sources)).all()
+        # Sorted here, in code point order: the database's collation may differ (see
+        # `_merged_feed_item`).
+        return [
+            _source_state(row._mapping, row.url) for row in sorted(rows, key=lambda r: str(r.name))
+        ]
 
     def source_activity(self, since: datetime) -> dict[str, SourceActivity]:
         """Per source: articles first stored since `since`, and when the last one was stored."""
@@ -482,6 +520,7 @@ class Store:
             new_matches, new_alerts = _insert_matches(
                 connection, stored.id, found, routes, at, story=story_of(connection, stored.id)
             )
+            bump_counter(connection)  # other workers re-publish (bot.coordination)
         return IngestedArticle(stored, new_matches, new_alerts)
 
     def add_article(
@@ -489,7 +528,10 @@ class Store:
     ) -> StoredArticle | None:
         """Store a new article; None (not an error) if (source, guid) is already stored."""
         with self._engine.begin() as connection:
-            return _insert_article(connection, source, guid, article, fetched_at)
+            stored = _insert_article(connection, source, guid, article, fetched_at)
+            if stored is not None:
+                bump_counter(connection)
+            return stored
 
     def add_article_with_matches(
         self,
@@ -516,12 +558,16 @@ class Store:
             new_matches, new_alerts = _insert_matches(
                 connection, stored.id, found, routes, at, story=story
             )
+            bump_counter(connection)  # other workers re-publish (bot.coordination)
         return IngestedArticle(stored, new_matches, new_alerts)
 
     def add_match(self, article_id: int, match: Match, at: datetime) -> bool:
         """Record that an article matched a watchlist; False if that pair was already recorded."""
         with self._engine.begin() as connection:
-            return _insert_match(connection, article_id, match, at)
+            added = _insert_match(connection, article_id, match, at)
+            if added:
+                bump_counter(connection)
+            return added
 
     # Alert outbox
 
@@ -643,16 +689,22 @@ class Store:
             updated_at=at,
         )
 
-    def claim_alerts(self, alert_ids: Sequence[int], at: datetime) -> list[int]:
+    def claim_alerts(
+        self, alert_ids: Sequence[int], at: datetime, *, lease: ChatLease | None = None
+    ) -> list[int]:
         """Claim several pending alerts at once for one digest message; returns those claimed.
 
         One transaction: every alert still pending moves to `sending` together, and one that is
         not pending any more (another process took it) is left out, so an alert can never be in
-        two digests, nor in a digest and a single message.
+        two digests, nor in a digest and a single message. With a ``lease`` (many workers,
+        bot.outbox_claims) the claim holds only while the lease is still ours: LeaseLost if not.
         """
         if not alert_ids:
             return []
         ids = list(alert_ids)
+        if lease is not None:
+            with self._engine.begin() as connection:
+                return claim_leased(connection, ids, at, lease)
         # One UPDATE ... RETURNING, not a read then a write: in SQLite a transaction that read
         # first cannot take the write lock once another connection has committed meanwhile.
         statement = (
@@ -695,7 +747,9 @@ class Store:
             )
 
     def recover_interrupted_alerts(self, at: datetime) -> int:
-        """Settle alerts a crash left in `sending`; returns how many. Call once at start-up.
+        """Settle alerts a crash left in `sending`; returns how many. Call once at start-up, and
+        only when no other process can be sending (SQLite, bot.instance_lock); several workers
+        on PostgreSQL settle a dead worker's sends by its lease instead (bot.outbox_claims).
 
         There is a window between handing a message to Telegram and committing `sent`: a crash
         there leaves the row in `sending` although Telegram may well have delivered it. We cannot
@@ -1136,6 +1190,10 @@ def _upgrade(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Workers of a fleet starting together take turns: the first migrates, the others
+            # wait for its commit and find the schema current (the lock ends with the transaction).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -1229,7 +1287,12 @@ def _all_feed_items(connection: Connection, limit: int) -> list[FeedItem]:
 
 
 def _merged_feed_item(article: StoredArticle, rows: Sequence[Mapping[Any, Any]]) -> FeedItem:
-    """One feed item for all matches of an article, which `rows` holds earliest first."""
+    """One feed item for all matches of an article, earliest first.
+
+    Ties (an article's matches share their instant) go by watchlist name in code point order,
+    sorted here rather than by the database: PostgreSQL orders text by the database's collation
+    (en_US puts "a_b" before "a1"), SQLite by bytes, and a feed must be the same bytes on both."""
+    rows = sorted(rows, key=lambda row: (row["matched_at"], row["watchlist"]))
     terms = dict.fromkeys(term for row in rows for term in row["terms"])
     return FeedItem(
         article=article,

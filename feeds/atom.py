@@ -192,17 +192,18 @@ def _add_entry(generator: FeedGenerator, entry: AtomEntry, fallback_author: str)
         raise ValueError("every entry needs an id")
     item = generator.add_entry(order="append")
     item.id(entry_id)
+    link = _web_url(entry.link)
     # feedgen refuses an empty title; RFC 4287 allows one but readers show nothing useful.
-    item.title(_clean(entry.title) or _clean(entry.link) or entry_id)
+    item.title(_clean(entry.title) or link or entry_id)
     item.updated(_utc(entry.updated))
     if entry.published is not None:
         item.published(_utc(entry.published))
     item.author(name=_clean(entry.author or "") or _clean(entry.source_title) or fallback_author)
-    if _clean(entry.link):
-        item.link(href=_clean(entry.link), rel="alternate", type="text/html")
+    if link:
+        item.link(href=link, rel="alternate", type="text/html")
     if _clean(entry.summary):
         item.summary(_clean(entry.summary), type=entry.summary_type)
-    if _clean(entry.content_html) or not _clean(entry.link):
+    if _clean(entry.content_html) or not link:
         # RFC 4287 4.1.1: an entry without an alternate link must have content.
         item.content(_clean(entry.content_html), type="html")
     terms = dict.fromkeys(term for term in map(_clean, entry.categories) if term)
@@ -223,7 +224,7 @@ def _finish(raw: bytes, meta: FeedMeta, entries: Sequence[AtomEntry]) -> bytes:
         for outlet, url in dict.fromkeys(
             (_clean(outlet), _clean(url)) for outlet, url in entry.related
         ):
-            if url and url != _clean(entry.link):
+            if _web_url(url) and url != _clean(entry.link):
                 attributes = {"rel": "related", "type": "text/html", "href": url}
                 if outlet:
                     attributes["title"] = outlet
@@ -286,6 +287,13 @@ def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"datetime without a timezone: {moment.isoformat()}")
     return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _web_url(url: str) -> str:
+    """The URL if a reader may open it (http or https), else "": feeds.parse already drops other
+    links, this keeps articles stored before it did (javascript:, data:) out of the feeds."""
+    url = _clean(url)
+    return url if url.lower().startswith(("http://", "https://")) else ""
 
 
 def _clean(text: str) -> str:

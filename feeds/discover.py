@@ -18,8 +18,9 @@ from feeds.errors import FetchError, ParseError
 from feeds.extract import decode_html
 from feeds.fetch import PAGE_ACCEPT, FetchLimits, fetch
 from feeds.models import FetchResult
+from feeds.netguard import AddressPolicy
 from feeds.parse import parse_feed
-from feeds.politeness import HostGate
+from feeds.politeness import RequestGate
 
 __all__ = ["COMMON_PATHS", "FeedLink", "discover_feeds", "feed_links"]
 
@@ -86,10 +87,14 @@ async def discover_feeds(
     url: str,
     *,
     limits: FetchLimits = _DEFAULT_LIMITS,
-    gate: HostGate | None = None,
+    gate: RequestGate | None = None,
+    policy: AddressPolicy | None = None,
 ) -> list[FeedLink]:
-    """The feeds offered at `url`. Raises FetchError when `url` itself cannot be fetched."""
-    page = await fetch(client, url, limits=limits, accept=PAGE_ACCEPT, gate=gate)
+    """The feeds offered at `url`. Raises FetchError when `url` itself cannot be fetched.
+
+    Every request obeys `policy` (feeds.netguard); the declared feed links are not fetched, so
+    a caller that will poll one must check it against the policy itself."""
+    page = await fetch(client, url, limits=limits, accept=PAGE_ACCEPT, gate=gate, policy=policy)
     assert isinstance(page, FetchResult)  # no validators were sent, so no 304
     if _is_feed(page):
         return [FeedLink(page.url, "", _kind_of(page))]
@@ -100,7 +105,7 @@ async def discover_feeds(
     for path in COMMON_PATHS:
         candidate = urljoin(page.url, path)
         try:
-            result = await fetch(client, candidate, limits=limits, gate=gate)
+            result = await fetch(client, candidate, limits=limits, gate=gate, policy=policy)
         except FetchError:
             continue
         if isinstance(result, FetchResult) and _is_feed(result):

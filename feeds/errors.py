@@ -23,6 +23,8 @@ class FetchErrorKind(StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     HTTP_STATUS = "http_status"
     INVALID_URL = "invalid_url"
+    BLOCKED = "blocked"
+    """The address is not one this fetch may reach (feeds.netguard)."""
 
 
 class FetchError(FeedsError):

@@ -12,6 +12,7 @@ an httpx exception or look at a status code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import ssl
@@ -22,10 +23,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
+from feeds.body import body_chunks
 from feeds.cadence import freshness_lifetime
+from feeds.connector import guard_connections, guarding
 from feeds.errors import FetchError, FetchErrorKind
 from feeds.models import ConditionalHeaders, FetchResult, NotModified
-from feeds.politeness import HostGate
+from feeds.netguard import AddressPolicy, BlockedAddress, check_url
+from feeds.politeness import RequestGate
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -84,15 +88,20 @@ def make_client(
     to the next request than the per-host delay allows. Every connection may be kept alive, so
     a re-poll reuses the one its host's last request opened.
 
+    Its connections obey the address policy a `fetch` passes (feeds.connector).
+
     The caller owns it and must close it (`async with make_client(...) as client:`).
     """
+    transport = httpx.AsyncHTTPTransport(
+        verify=_ssl_context(),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
     return httpx.AsyncClient(
         headers={"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
         timeout=_timeout(limits),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         follow_redirects=True,
         max_redirects=limits.max_redirects,
-        verify=_ssl_context(),
+        transport=guard_connections(transport),
     )
 
 
@@ -120,7 +129,8 @@ async def fetch(
     *,
     limits: FetchLimits = FetchLimits(),
     accept: str = FEED_ACCEPT,
-    gate: HostGate | None = None,
+    gate: RequestGate | None = None,
+    policy: AddressPolicy | None = None,
 ) -> FetchResult | NotModified:
     """GET `url`, conditionally when `validators` are given.
 
@@ -130,12 +140,18 @@ async def fetch(
 
     With a `gate`, the request waits for its host's turn first; the wait is not counted in
     `limits.total_timeout`, which bounds only the time the server takes.
+
+    With a `policy`, `url` and every redirect hop must be hosts it allows (else FetchError of
+    kind BLOCKED, before any request to them), and so must the addresses connected to, when the
+    client was built by `make_client` (feeds.connector). None: no address is refused, unless
+    the caller is inside a `feeds.connector.guarding` block (then its connections obey that).
     """
     _check_url(url)
-    if gate is None:
-        return await _fetch(client, url, validators, limits, accept)
-    async with gate.slot(url):
-        return await _fetch(client, url, validators, limits, accept)
+    with guarding(policy) if policy is not None else contextlib.nullcontext():
+        if gate is None:
+            return await _fetch(client, url, validators, limits, accept, policy)
+        async with gate.slot(url):
+            return await _fetch(client, url, validators, limits, accept, policy)
 
 
 async def _fetch(
@@ -144,6 +160,7 @@ async def _fetch(
     validators: ConditionalHeaders | None,
     limits: FetchLimits,
     accept: str,
+    policy: AddressPolicy | None = None,
 ) -> FetchResult | NotModified:
     headers = {"Accept": accept}
     if validators is not None:
@@ -154,7 +171,7 @@ async def _fetch(
     try:
         async with asyncio.timeout(limits.total_timeout):
             request = client.build_request("GET", url, headers=headers, timeout=_timeout(limits))
-            response, permanent = await _send(client, request, limits.max_redirects)
+            response, permanent = await _send(client, request, limits.max_redirects, policy)
             try:
                 return await _read(response, url, permanent, validators, limits.max_bytes)
             finally:
@@ -165,6 +182,9 @@ async def _fetch(
         ) from None
     except httpx.TimeoutException as error:
         raise FetchError(FetchErrorKind.TIMEOUT, _describe(error), url=url) from error
+    except BlockedAddress as error:
+        hop = f"redirect to {error.url}: " if error.url not in (None, url) else ""
+        raise FetchError(FetchErrorKind.BLOCKED, hop + str(error), url=url) from None
     except httpx.TooManyRedirects as error:
         raise FetchError(
             FetchErrorKind.TOO_MANY_REDIRECTS,
@@ -181,9 +201,13 @@ async def _fetch(
 
 
 async def _send(
-    client: httpx.AsyncClient, request: httpx.Request, max_redirects: int
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    max_redirects: int,
+    policy: AddressPolicy | None = None,
 ) -> tuple[httpx.Response, str | None]:
-    """Send following at most `max_redirects` redirects, whatever the client was built with.
+    """Send following at most `max_redirects` redirects, whatever the client was built with,
+    each hop checked against `policy` before it is sent.
 
     Also returns where the redirects led if every one of them was permanent (301/308), else None:
     a temporary hop anywhere in the chain means the publisher may move back.
@@ -191,6 +215,8 @@ async def _send(
     permanent: str | None = None
     all_permanent = True
     for _ in range(max_redirects + 1):
+        if policy is not None:
+            await check_url(str(request.url), policy)
         response = await client.send(request, stream=True, follow_redirects=False)
         if not response.has_redirect_location:
             return response, permanent if all_permanent else None
@@ -245,7 +271,7 @@ async def _read(
         raise _too_large(requested_url, final_url, max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in body_chunks(response):
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(requested_url, final_url, max_bytes)

@@ -11,6 +11,10 @@ Three limits, applied to every request wirewatch makes (feeds, article pages, ro
 A host is the URL's host name without the port: two ports on one machine are still one machine's
 load. Written by hand because the asyncio primitives do it in a few lines and no maintained
 library offers per-host spacing without also taking over the HTTP client.
+
+`HostGate` keeps these limits in one process. Fetching code asks only for a `RequestGate` (the
+`slot` method), so that several processes can share a site's limits through something outside
+this pure package (bot.fleet_gate keeps them in the database) without feeds/ knowing about it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["HostGate", "host_of"]
+__all__ = ["HostGate", "RequestGate", "host_of"]
+
+
+class RequestGate(Protocol):
+    """Anything that holds a request to `url` until the limits allow it to start."""
+
+    def slot(self, url: str) -> AbstractAsyncContextManager[None]:
+        """Entered before the request starts, left when it is done."""
+        ...
 
 
 def host_of(url: str) -> str:

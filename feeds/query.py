@@ -29,6 +29,7 @@ point at the line and column of the mistake in the YAML file.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ MIN_PREFIX_CHARS = 3
 
 DEFAULT_NEAR = 10
 MAX_REGEX_CHARS = 500
+MAX_DEPTH = 100
+"""Nesting of groups, negations and field scopes; deeper would exhaust Python's stack in the
+parser and in every walk of the tree (found by tests/test_fuzz_query.py)."""
 
 
 class QueryError(ValueError):
@@ -373,6 +377,7 @@ class _Parser:
         self.allow_regex = allow_regex
         self.tokens = list(_tokens(text))
         self.index = 0
+        self.depth = 0
 
     @property
     def current(self) -> _Token:
@@ -412,8 +417,20 @@ class _Parser:
         token = self.current
         if token.kind in ("NOT", "-"):
             self.advance()
-            return Not(self.unary(scope))
+            with self.nested(token):
+                return Not(self.unary(scope))
         return self.proximity(scope)
+
+    @contextlib.contextmanager
+    def nested(self, token: _Token) -> Iterator[None]:
+        """One level deeper for what `token` opens; refused past MAX_DEPTH."""
+        if self.depth >= MAX_DEPTH:
+            raise QueryError(f"nested more than {MAX_DEPTH} levels deep", token.offset)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def proximity(self, scope: Scope) -> Node:
         left = self.alias_group(scope)
@@ -453,7 +470,8 @@ class _Parser:
         if token.kind == "(":
             if self.current.kind == ")":
                 raise QueryError("empty parentheses", token.offset)
-            node = self.or_expression(scope)
+            with self.nested(token):
+                node = self.or_expression(scope)
             if self.current.kind != ")":
                 raise QueryError('unclosed "(" (missing ")")', token.offset)
             self.advance()
@@ -462,7 +480,8 @@ class _Parser:
             if self.current.kind in ("end", ")", "OR"):
                 raise QueryError("a field scope needs a term or a group after it", token.offset)
             field_scope: Scope = "title" if token.text == "title" else "body"
-            return self.primary(field_scope)
+            with self.nested(token):
+                return self.primary(field_scope)
         if token.kind == "site":
             return Site(token.text.lower().removeprefix("www.").rstrip("/"))
         if token.kind == "source":

@@ -23,7 +23,7 @@ import httpx
 from feeds.errors import FetchError, FetchErrorKind
 from feeds.fetch import FetchLimits, fetch
 from feeds.models import FetchResult
-from feeds.politeness import HostGate
+from feeds.politeness import RequestGate
 
 __all__ = ["RobotsCache"]
 
@@ -50,7 +50,7 @@ class RobotsCache:
         user_agent: str,
         *,
         limits: FetchLimits = _DEFAULT_LIMITS,
-        gate: HostGate | None = None,
+        gate: RequestGate | None = None,
         keep_for: float = 24 * 3600,
         retry_after_error: float = 600,
         clock: Callable[[], float] = time.monotonic,

@@ -2,7 +2,8 @@
 
 A sample news site (the bundled demo site, built around the seed article with its boilerplate)
 serves RSS, Atom and JSON feeds and article pages; a fake Telegram Bot API records what
-python-telegram-bot sends through its real HTTP stack; the store is a real SQLite file.
+python-telegram-bot sends through its real HTTP stack; the store is a real SQLite file (and, for
+the first test, a real PostgreSQL database too: `store_url` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ EXPECTED_ALERTS = {
 
 
 def write_config(
-    tmp_path: Path, site: SampleSite, telegram: FakeTelegram | None, *, broken: bool = True
+    tmp_path: Path,
+    site: SampleSite,
+    telegram: FakeTelegram | None,
+    *,
+    broken: bool = True,
+    database: str | None = None,
 ) -> Path:
     port = free_port()
     sources = [
@@ -52,8 +58,9 @@ def write_config(
         sources.insert(1, ("broken", "Broken Outlet", f"{site.base_url}/feeds/broken.xml"))
     token = telegram.token if telegram else ""
     api_url = telegram.base_url if telegram else "https://api.telegram.org"
+    database = database or f"sqlite:///{tmp_path / 'state' / 'wirewatch.sqlite3'}"
     lines = [
-        f"database: sqlite:///{tmp_path / 'state' / 'wirewatch.sqlite3'}",
+        f"database: {database}",
         f"server: {{host: 127.0.0.1, port: {port}, public_url: 'http://127.0.0.1:{port}'}}",
         f"output_dir: {tmp_path / 'feeds'}",
         f"telegram: {{token: '{token}', api_url: '{api_url}'}}",
@@ -108,9 +115,9 @@ def broken_site(sample_site: SampleSite) -> SampleSite:
 
 
 def test_run_once_twice_puts_each_article_in_the_right_feeds_and_alerts_once(
-    tmp_path: Path, broken_site: SampleSite, telegram: FakeTelegram
+    tmp_path: Path, broken_site: SampleSite, telegram: FakeTelegram, store_url: str
 ) -> None:
-    config = write_config(tmp_path, broken_site, telegram)
+    config = write_config(tmp_path, broken_site, telegram, database=store_url)
 
     first = run_cli("--config", str(config), "run", "--once")
     assert first.returncode == 0, first.stderr

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.health import render_table, rhythm_of, source_health
-from bot.store import SourceActivity, SourceState
-from feeds.models import ConditionalHeaders
+from bot.store import SourceActivity, SourceState, Store
+from feeds.models import Article, ConditionalHeaders
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -122,3 +122,28 @@ def test_table_shows_every_source_and_why() -> None:
     assert "70%" in table[1]
     assert table[2].startswith("broken") and table[2].endswith("[http_status] HTTP 503 (u2)")
     assert table[3].split()[:4] == ["fresh", "new", "never", "-"]
+
+
+def test_health_from_what_the_store_remembers(store_url: str) -> None:
+    """The figures health reads (states, activity since a moment, publication times through
+    aggregates, which each database returns in its own types) are the same on every backend."""
+    with Store.open(store_url) as store:
+        store.record_poll_success("ok-one", "u1", ConditionalHeaders('"e"'), NOW - H)
+        store.record_poll_success("ok-one", "u1", ConditionalHeaders('"e"'), NOW, not_modified=True)
+        store.record_poll_failure("broken", "u2", "HTTP 503", NOW, kind="http_status")
+        for hours in (30, 20, 10):
+            page = Article(
+                f"https://n.example/{hours}", "t", ("x",), "", published=NOW - hours * H
+            )
+            store.add_article("ok-one", f"g{hours}", page, NOW - hours * H + H / 2)
+        states = {state.name: state for state in store.source_states()}
+        activity = store.source_activity(NOW - 24 * H)
+        published = {name: store.recent_publication_times(name) for name in ("ok-one", "broken")}
+    assert list(states) == ["broken", "ok-one"]
+    assert activity == {"ok-one": SourceActivity(2, NOW - 10 * H + H / 2)}
+    assert published["ok-one"] == [NOW - 10 * H, NOW - 20 * H, NOW - 30 * H]
+    rows = source_health([("ok-one", "u1"), ("broken", "u2")], states, activity, published, NOW)
+    assert [(row.name, row.status) for row in rows] == [("ok-one", "ok"), ("broken", "failing")]
+    assert rows[0].not_modified_share == 0.5
+    assert rows[0].rhythm == 10 * H
+    assert rows[1].failure_streak == 1

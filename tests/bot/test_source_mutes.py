@@ -42,9 +42,9 @@ def _timedelta_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, store_url: str) -> Settings:
     path = tmp_path / "c.yaml"
-    path.write_text(CONFIG + f"database: sqlite:///{tmp_path / 'db.sqlite3'}\n", encoding="utf-8")
+    path.write_text(CONFIG + f"database: {store_url}\n", encoding="utf-8")
     return load_settings(path, {})
 
 

@@ -1,15 +1,14 @@
 """The store against a real database file: migrations, duplicates, the outbox lifecycle, feeds.
 
 Every test takes the `store` fixture (and `store_url` when it must look under the hood), which is
-parametrised over STORE_BACKENDS: adding PostgreSQL is adding one entry there.
+parametrised over SQLite and PostgreSQL (`store_url` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,20 +22,6 @@ from bot.store import AlertStateError, Store, StoredArticle
 from feeds.models import Article, ConditionalHeaders, Match, TermHit
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def sqlite_url(tmp_path: Path) -> str:
-    # A nested, not yet existing directory: open() must create it.
-    return f"sqlite:///{tmp_path / 'data' / 'wirewatch.sqlite'}"
-
-
-STORE_BACKENDS: list[Any] = [pytest.param(sqlite_url, id="sqlite")]
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    make_url: Callable[[Path], str] = request.param
-    return make_url(tmp_path)
 
 
 @pytest.fixture

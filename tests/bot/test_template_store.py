@@ -4,7 +4,6 @@ as feeds.templates says (on a real SQLite file)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -16,8 +15,8 @@ from feeds.templates import MIN_PAGES, SiteTemplate, learn
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'wirewatch.sqlite'}"
+def database(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

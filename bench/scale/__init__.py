@@ -1,0 +1,1 @@
+"""bench/scale: many `wirewatch run` workers sharing one PostgreSQL, on a loopback feed farm."""

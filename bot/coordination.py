@@ -1,0 +1,206 @@
+"""What workers sharing one database agree on, in SQL: source leases and the feed change counter.
+
+Every function takes a Connection inside the caller's transaction, like bot.story_store, so the
+claim, the release and the counter bump are each one statement of one transaction.
+
+**Leases.** A worker claims due sources with one ``UPDATE ... WHERE name IN (SELECT ... FOR UPDATE
+SKIP LOCKED)``: rows another worker is claiming right now are skipped instead of waited for, and a
+claimed row carries the claimer's id and an expiry. A row is claimable when it is enabled, due
+(``next_poll_at`` null or past) and unleased or its lease expired; so a crashed worker's sources
+come back to the fleet when its leases run out. The release writes ``next_poll_at`` and clears the
+lease in one statement, and only while the releaser still holds the lease: a worker that lost its
+lease (it stalled past the expiry and another took over) never overwrites the new holder's state.
+
+On PostgreSQL, due-ness and expiry are judged by the database's clock (``now()``), so workers on
+machines whose clocks disagree still agree on who holds what. SQLite has no usable clock of the
+same type, and holds one process only: there the caller's clock is used, and the same statements
+run as plain transactions (SQLite ignores FOR UPDATE; its one writer at a time does the rest).
+
+**Change counter.** A row of ``change_counters`` bumped in every transaction that stores or edits
+an article: a worker that did not poll a source learns from it that feeds changed. A counter
+rather than ``max(updated_at)``, because two transactions may commit out of the order of their
+timestamps (or ids): a later-committed article with an earlier stamp would never move a maximum,
+while the bumps of a counter are serialised by its row lock, so the last commit always moves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Text,
+    any_,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .schema import UTCDateTime, change_counters, sources
+
+FEEDS_COUNTER = "feeds"
+"""The counter moved by every change of what the Atom feeds show."""
+
+
+def register_sources(connection: Connection, configured: Sequence[tuple[str, str]]) -> None:
+    """Make sure every configured (name, url) has a row that claims can find.
+
+    A row stored for another URL is pointed at the configured one and loses what belonged to the
+    old URL (validators, redirect target, due time, a 410's disabling), as bot.store's
+    `source_state` would read it anyway: the user pointed the source somewhere new.
+    """
+    if not configured:
+        return
+    insert = _insert(connection)
+    statement = insert.on_conflict_do_update(
+        index_elements=[sources.c.name],
+        set_={
+            "url": insert.excluded.url,
+            "etag": None,
+            "last_modified": None,
+            "fetch_url": None,
+            "next_poll_at": None,
+            "disabled_reason": None,
+        },
+        where=sources.c.url != insert.excluded.url,
+    )
+    connection.execute(
+        statement,
+        [
+            {"name": name, "url": url, "failure_streak": 0, "polls": 0, "not_modified_polls": 0}
+            for name, url in configured
+        ],
+    )
+
+
+def claim_sources(
+    connection: Connection,
+    owner: str,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip: Collection[str] = (),
+) -> list[str]:
+    """Lease up to `limit` due sources, the most overdue first and then those never polled,
+    except those named in `skip`.
+
+    Any due source in the table is a candidate, not only the worker's configured ones: sending
+    thousands of configured names with every claim (one array parameter) was three quarters of
+    a claim's cost at 10,000 sources (bench/scale/claims.py). A worker hands back at once a
+    source it has no settings for and names it in `skip` from then on (bot.fleet), so in a fleet
+    whose workers share one configuration `skip` stays empty.
+    """
+    if limit < 1:
+        return []
+    at = _now(connection, now)
+    conditions = [
+        sources.c.disabled_reason.is_(None),
+        or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= at),
+        or_(sources.c.lease_owner.is_(None), sources.c.lease_expires_at <= at),
+    ]
+    if skip:
+        conditions.append(~_named(connection, skip))
+    candidates = (
+        select(sources.c.name)
+        .where(*conditions)
+        # The order of the index on next_poll_at alone (nulls last, as PostgreSQL's default
+        # index stores them): the scan stops after `limit` due rows, where a tie-breaker (or
+        # nulls first) would sort every due row on every claim.
+        .order_by(sources.c.next_poll_at.asc().nulls_last())
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(sources)
+        .where(sources.c.name.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=_now(connection, now, lease))
+        .returning(sources.c.name, sources.c.next_poll_at)
+    )
+    rows = list(connection.execute(statement))
+    # Most overdue first, like the selection (RETURNING does not promise an order).
+    rows.sort(key=lambda row: (row.next_poll_at is None, row.next_poll_at, row.name))
+    return [row.name for row in rows]
+
+
+def renew_leases(
+    connection: Connection, names: Collection[str], owner: str, *, now: datetime, lease: timedelta
+) -> set[str]:
+    """Extend the leases `owner` still holds on `names` (polls still running); returns those."""
+    if not names:
+        return set()
+    statement = (
+        update(sources)
+        .where(_named(connection, names), sources.c.lease_owner == owner)
+        .values(lease_expires_at=_now(connection, now, lease))
+        .returning(sources.c.name)
+    )
+    return set(connection.scalars(statement))
+
+
+def release_source(
+    connection: Connection, name: str, owner: str, next_poll_at: datetime | None
+) -> bool:
+    """Set when the source is due again (None: leave it as it is) and end `owner`'s lease, in one
+    statement; False (nothing written) when `owner` no longer held the lease."""
+    values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    if next_poll_at is not None:
+        values["next_poll_at"] = next_poll_at
+    statement = (
+        update(sources)
+        .where(sources.c.name == name, sources.c.lease_owner == owner)
+        .values(**values)
+        .returning(sources.c.name)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def bump_counter(connection: Connection, name: str = FEEDS_COUNTER) -> None:
+    """Move the counter `name` on by one, in the caller's transaction."""
+    insert = _insert_counter(connection).values(name=name, value=1)
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=[change_counters.c.name],
+            set_={"value": change_counters.c.value + 1},
+        )
+    )
+
+
+def read_counter(connection: Connection, name: str = FEEDS_COUNTER) -> int:
+    """The counter's value (0 before its first bump)."""
+    value = connection.scalar(select(change_counters.c.value).where(change_counters.c.name == name))
+    return int(value or 0)
+
+
+def _now(connection: Connection, now: datetime, plus: timedelta = timedelta(0)) -> Any:
+    """The instant `plus` from now: the database's clock on PostgreSQL, `now` elsewhere."""
+    if connection.dialect.name == "postgresql":
+        return func.now() + plus if plus else func.now()
+    return literal(now + plus, UTCDateTime)
+
+
+def _named(connection: Connection, names: Collection[str]) -> ColumnElement[bool]:
+    """``name IN (names)``; on PostgreSQL one array parameter instead of one per name, so that
+    a worker with thousands of sources sends a short statement the server parses once."""
+    if connection.dialect.name == "postgresql":
+        return sources.c.name == any_(literal(list(names), ARRAY(Text)))
+    return sources.c.name.in_(list(names))
+
+
+def _insert(connection: Connection) -> sqlite.Insert | postgresql.Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(sources)
+    return sqlite.insert(sources)
+
+
+def _insert_counter(connection: Connection) -> sqlite.Insert | postgresql.Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(change_counters)
+    return sqlite.insert(change_counters)

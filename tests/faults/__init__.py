@@ -1,0 +1,1 @@
+"""Fault tests: network, process, database and load faults, on loopback (issue #9)."""
