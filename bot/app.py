@@ -401,23 +401,37 @@ class App:
         for source in self.settings.sources if fleet is None else ():
             state = self.store.source_state(source.name, source.url)
             schedule.add_source(self.job(source), source.every, first_run=state.next_poll_at)
-        soon = datetime.now(UTC) + MAINTENANCE_DELAY
-        schedule.add_periodic("retention", self.settings.retention.every, self.prune, soon)
-        schedule.add_periodic(
-            "admin-alerts", self.settings.admin_alerts.every, self.check_admin, soon
-        )
-        schedule.start()
-        self._schedule = schedule
-        # Chat commands in the one process holding the leader lock (bot.leader).
+        # Chat commands, retention and admin alerts in the one process holding the leader lock
+        # (bot.leader): with several workers, each would otherwise prune at once and send the
+        # same admin alert once per worker. On SQLite the one process always leads.
         commands: list[ChatCommands] = []
+        leading = asyncio.Event()
 
         async def lead() -> None:
+            leading.set()
             started = await self.start_commands()
             commands.extend([started] if started is not None else [])
 
         async def follow() -> None:
+            leading.clear()
             while commands:
                 await commands.pop().stop()
+
+        def if_leading(work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+            async def maybe() -> None:
+                if leading.is_set():
+                    await work()
+
+            return maybe
+
+        soon = datetime.now(UTC) + MAINTENANCE_DELAY
+        retention_every = self.settings.retention.every
+        schedule.add_periodic("retention", retention_every, if_leading(self.prune), soon)
+        schedule.add_periodic(
+            "admin-alerts", self.settings.admin_alerts.every, if_leading(self.check_admin), soon
+        )
+        schedule.start()
+        self._schedule = schedule
 
         retry = self.settings.fleet.leader_retry.total_seconds()
         leadership = Leadership(self.settings.database, retry=retry, lead=lead, follow=follow)

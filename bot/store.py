@@ -1151,7 +1151,10 @@ def _insert_alert(
 def _create_engine(url: URL) -> Engine:
     """An engine for the URL; for SQLite, with the pragmas and transaction handling we rely on."""
     if url.get_backend_name() != "sqlite":
-        return create_engine(url)
+        # A server that does not answer must fail the call in seconds, not hold it for the
+        # minutes a TCP connect can take (libpq's connect_timeout; the URL may set its own).
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+        return create_engine(url, connect_args=connect_args)
     database = url.database or ""
     if database in ("", ":memory:"):
         # Every pooled connection would see its own empty in-memory database: share one.

@@ -16,10 +16,12 @@ import contextlib
 import functools
 import re
 import ssl
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import httpx
 
@@ -92,17 +94,26 @@ def make_client(
 
     The caller owns it and must close it (`async with make_client(...) as client:`).
     """
-    transport = httpx.AsyncHTTPTransport(
-        verify=_ssl_context(),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
-    return httpx.AsyncClient(
-        headers={"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
-        timeout=_timeout(limits),
-        follow_redirects=True,
-        max_redirects=limits.max_redirects,
-        transport=guard_connections(transport),
-    )
+    pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    options: dict[str, Any] = {
+        "headers": {"User-Agent": user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
+        "timeout": _timeout(limits),
+        "follow_redirects": True,
+        "max_redirects": limits.max_redirects,
+    }
+    if _environment_proxies():
+        # httpx ignores HTTP(S)_PROXY once a transport is passed, and behind a proxy the proxy
+        # resolves names, so there is no address for the connection guard to check: use httpx's
+        # own proxy-aware transports (URLs are still checked before each request and redirect).
+        return httpx.AsyncClient(verify=_ssl_context(), limits=pool, **options)
+    transport = httpx.AsyncHTTPTransport(verify=_ssl_context(), limits=pool)
+    return httpx.AsyncClient(transport=guard_connections(transport), **options)
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy (http_proxy, HTTPS_PROXY, ALL_PROXY...)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def _timeout(limits: FetchLimits) -> httpx.Timeout:
