@@ -264,12 +264,14 @@ async def test_two_workers_deliver_every_alert_once_in_order_one_per_second_per_
         for number, title in enumerate(titles):
             queue(first, title, chats, at=T0 + timedelta(minutes=number))
         log: list[tuple[int, str, float, str]] = []
-        # "b" already holds half the chats (as a live worker that started first would): "a",
-        # whose database calls may run before "b" gets a turn, must leave those to "b" rather
-        # than depend on timing for the work to be shared.
-        held = ChatLeases(second.engine, owner="b", seconds=LEASE)
-        for chat in chats[len(chats) // 2 :]:
-            assert not isinstance(held.acquire(chat, datetime.now(UTC)), LeasedElsewhere)
+        # Each worker already holds half the chats (as live workers that started earlier
+        # would): neither may take the other's, so the work is shared whichever of the two
+        # gets the event loop first, rather than by timing.
+        half = len(chats) // 2
+        for owner, store, mine in (("a", first, chats[:half]), ("b", second, chats[half:])):
+            held = ChatLeases(store.engine, owner=owner, seconds=LEASE)
+            for chat in mine:
+                assert not isinstance(held.acquire(chat, datetime.now(UTC)), LeasedElsewhere)
         await asyncio.gather(
             deliverer(first, "a", log).deliver(), deliverer(second, "b", log).deliver()
         )
