@@ -33,9 +33,10 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
+from .dialect import upsert_insert as _insert
 from .schema import admin_reports
 from .settings import Settings
-from .store import Store, _insert
+from .store import Store
 from .telegram import DeliveryError, Sender, SendOptions
 
 log = logging.getLogger("wirewatch.admin")

@@ -41,8 +41,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from .dialect import upsert_insert
 from .schema import UTCDateTime, change_counters, sources
 
 FEEDS_COUNTER = "feeds"
@@ -58,7 +58,7 @@ def register_sources(connection: Connection, configured: Sequence[tuple[str, str
     """
     if not configured:
         return
-    insert = _insert(connection)
+    insert = upsert_insert(connection, sources)
     statement = insert.on_conflict_do_update(
         index_elements=[sources.c.name],
         set_={
@@ -164,7 +164,7 @@ def release_source(
 
 def bump_counter(connection: Connection, name: str = FEEDS_COUNTER) -> None:
     """Move the counter `name` on by one, in the caller's transaction."""
-    insert = _insert_counter(connection).values(name=name, value=1)
+    insert = upsert_insert(connection, change_counters).values(name=name, value=1)
     connection.execute(
         insert.on_conflict_do_update(
             index_elements=[change_counters.c.name],
@@ -194,13 +194,3 @@ def _named(connection: Connection, names: Collection[str]) -> ColumnElement[bool
     return sources.c.name.in_(list(names))
 
 
-def _insert(connection: Connection) -> sqlite.Insert | postgresql.Insert:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(sources)
-    return sqlite.insert(sources)
-
-
-def _insert_counter(connection: Connection) -> sqlite.Insert | postgresql.Insert:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(change_counters)
-    return sqlite.insert(change_counters)

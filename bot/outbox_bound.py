@@ -19,8 +19,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, case, delete, func, select, update
 
+from .dialect import upsert_insert as _insert
 from .schema import chat_states, outbox
-from .store import _insert
 
 log = logging.getLogger("wirewatch.outbox")
 

@@ -52,8 +52,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Connection, Engine, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from .dialect import upsert_insert
 from .schema import chat_leases, outbox
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class ChatLeases:
             # another connection committed (see bot.store); on PostgreSQL the row then exists to
             # be locked.
             connection.execute(
-                _insert(connection)
+                upsert_insert(connection, chat_leases)
                 .values(chat_id=chat_id, owner=_FREE, expires_at=at, recent_sends="[]")
                 .on_conflict_do_nothing(index_elements=[chat_leases.c.chat_id])
             )
@@ -299,8 +299,3 @@ def _dump_sends(sends: list[tuple[datetime, str]]) -> str:
     return json.dumps([[round(moment.timestamp(), 3), owner] for moment, owner in sends])
 
 
-def _insert(connection: Connection) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT into chat_leases with ON CONFLICT, in the connection's dialect (as bot.store)."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(chat_leases)
-    return sqlite.insert(chat_leases)

@@ -50,6 +50,7 @@ from feeds.canonical import url_key
 from feeds.models import Entry
 
 from .coordination import bump_counter
+from .dialect import upsert_insert as _insert
 from .schema import (
     article_stories,
     articles,
@@ -62,7 +63,6 @@ from .schema import (
     story_keys,
 )
 from .server import ALL_FEED, feed_path, source_path
-from .store import _insert  # the one place that knows each dialect's ON CONFLICT
 
 log = logging.getLogger("wirewatch.retention")
 

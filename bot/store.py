@@ -44,7 +44,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
-    Table,
     case,
     create_engine,
     event,
@@ -52,7 +51,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
@@ -61,6 +59,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from bot.coordination import bump_counter
 from bot.database_url import parse as parse_database_url
 from bot.database_url import shown as shown_database_url
+from bot.dialect import upsert_insert as _insert
 from bot.mutes import ActiveMute, Mutes
 from bot.outbox_claims import ChatLease, claim_leased
 from bot.poll_batch import NotModifiedPoll
@@ -1199,19 +1198,6 @@ def _upgrade(engine: Engine) -> None:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def _insert(connection: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT with ON CONFLICT support, in the dialect of the connection.
-
-    Both dialects spell the clause the same way, so callers stay portable.
-    """
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"no ON CONFLICT support for the {dialect} dialect")
 
 
 def _inserted(connection: Connection, statement: ReturningInsert[Any]) -> bool:
