@@ -55,6 +55,7 @@ from .coordination import claim_sources, read_counter, register_sources, release
 from .coordination import renew_leases as renew
 from .fleet_gate import FleetHostGate
 from .ingest import Clock, SourceJob, utc_now
+from .scheduler import finish_tasks
 from .settings import Settings
 
 log = logging.getLogger("wirewatch.fleet")
@@ -162,15 +163,7 @@ class FleetSchedule:
         self._wake.set()
         if self._loop is not None:
             await self._loop
-        tasks = list(self._running)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.info("cancelled %d poll(s) still running at shutdown", len(pending))
-            await asyncio.wait(pending, timeout=2.0)
+        await finish_tasks(list(self._running), grace_seconds, "poll(s)")
 
     async def _claim_loop(self) -> None:
         renew_every = self._lease.total_seconds() / 3

@@ -33,6 +33,19 @@ log = logging.getLogger("wirewatch.scheduler")
 DELIVERY_RETRY = timedelta(seconds=30)
 
 
+async def finish_tasks(tasks: list[asyncio.Task[Any]], grace_seconds: float, what: str) -> None:
+    """Give work in flight `grace_seconds` to end, then cancel what is left: a clean shutdown
+    never waits on a hanging poll for longer than that (shared by bot.fleet)."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.info("cancelled %d %s still running at shutdown", len(pending), what)
+        await asyncio.wait(pending, timeout=2.0)
+
+
 class Schedule:
     def __init__(
         self,
@@ -106,15 +119,7 @@ class Schedule:
     async def stop(self, grace_seconds: float) -> None:
         """Stop scheduling, give work in flight `grace_seconds`, then cancel what is left."""
         self._scheduler.shutdown(wait=False)
-        tasks = list(self._running.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.info("cancelled %d task(s) still running at shutdown", len(pending))
-            await asyncio.wait(pending, timeout=2.0)
+        await finish_tasks(list(self._running.values()), grace_seconds, "task(s)")
 
     async def _launch(self, key: str, work: Callable[[], Awaitable[Any]]) -> None:
         if key in self._running:
