@@ -32,6 +32,7 @@ from feeds.errors import FetchError, FetchErrorKind
 from feeds.models import ConditionalHeaders, FetchResult, NotModified
 from feeds.netguard import AddressPolicy, BlockedAddress, check_url
 from feeds.politeness import RequestGate
+from feeds.resend import StaleConnectionResend
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -150,7 +151,9 @@ async def fetch(
     applied per request here too, so a client not built by `make_client` is still bounded.
 
     With a `gate`, the request waits for its host's turn first; the wait is not counted in
-    `limits.total_timeout`, which bounds only the time the server takes.
+    `limits.total_timeout`, which bounds only the time the server takes. A GET resent because
+    its kept-alive connection turned out closed (feeds.resend) is the same request: same turn,
+    same deadline.
 
     With a `policy`, `url` and every redirect hop must be hosts it allows (else FetchError of
     kind BLOCKED, before any request to them), and so must the addresses connected to, when the
@@ -222,13 +225,17 @@ async def _send(
 
     Also returns where the redirects led if every one of them was permanent (301/308), else None:
     a temporary hop anywhere in the chain means the publisher may move back.
+
+    One request of the chain may be sent twice, when a kept-alive connection turned out closed
+    (feeds.resend): that is the same request for the gate slot and the deadline the caller holds.
     """
     permanent: str | None = None
     all_permanent = True
+    sender = StaleConnectionResend(client)
     for _ in range(max_redirects + 1):
         if policy is not None:
             await check_url(str(request.url), policy)
-        response = await client.send(request, stream=True, follow_redirects=False)
+        response = await sender.send(request)
         if not response.has_redirect_location:
             return response, permanent if all_permanent else None
         await response.aclose()
