@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +26,8 @@ from . import admin_alerts, config_edit, database_faults, retention
 from .admin_alerts import DiskProbe
 from .commands import ChatCommands
 from .delivery import Deliverer, DeliveryReport, burst_rule, route_table
-from .fleet import Fleet, worker_id
+from .fleet import Fleet, Released, worker_id
+from .fleet_gate import FleetHostGate
 from .ingest import Ingestor, PollReport, SourceJob, utc_now
 from .leader import Leadership
 from .metrics import Metrics, metrics_route
@@ -43,7 +44,7 @@ from .row_repair import repair_unreadable_rows, repairing
 from .scheduler import Schedule
 from .server import FeedCatalog, FeedServer, make_app
 from .settings import Settings, SourceSettings
-from .store import Store
+from .store import SourceState, Store
 from .telegram import DeliveryError, LoggingSender, Sender, TelegramSender
 from .websub import notify_hub
 
@@ -135,6 +136,8 @@ class App:
             )
         )
         gate, robots = polite_fetching(settings, client, limits, self.store.engine, self.worker)
+        if isinstance(gate, FleetHostGate):  # its own connections (bot.fleet_gate)
+            stack.push_async_callback(gate.aclose)
         self.ingestor = Ingestor(
             store=self.store,
             client=client,
@@ -213,25 +216,38 @@ class App:
             await notify_hub(hub, [self.publisher.url_of(path) for path in changed], user_agent)
         return changed
 
-    async def poll_sources(self, jobs: list[SourceJob]) -> list[PollReport]:
+    async def poll_sources(
+        self,
+        jobs: list[SourceJob],
+        *,
+        batch: NotModifiedBatch | None = None,
+        states: Mapping[str, SourceState] | None = None,
+    ) -> list[PollReport]:
         """Poll sources concurrently, at most `fetch.concurrency` at once; reports in job order.
 
         Polls start host by host in turn (see `spread_by_host`), so that ten feeds of one site
         listed together do not take every slot while they wait for that site's turn.
+
+        Polls answered 304 are written together at the end (bot.poll_batch), or left in
+        `batch` when the caller gives one and writes it itself. `states`: sources' stored
+        states the caller has just read, by name (the others are read by their polls).
         """
         gate = asyncio.Semaphore(self.settings.fetch.concurrency)
-        batch = NotModifiedBatch()  # 304s written together at the end (bot.poll_batch)
+        own_batch = batch is None
+        answered_304 = NotModifiedBatch() if batch is None else batch
+        known = states or {}
 
         async def one(job: SourceJob) -> PollReport:
             async with gate:
-                return await self.ingestor.poll(job, batch)
+                return await self.ingestor.poll(job, answered_304, known.get(job.name))
 
         order = spread_by_host(jobs)
         try:
             done = await asyncio.gather(*(one(jobs[index]) for index in order))
         finally:
-            with database_faults.reported("recording polls answered 304"):
-                self.store.record_not_modified_polls(batch.take())
+            if own_batch:
+                with database_faults.reported("recording polls answered 304"):
+                    self.store.record_not_modified_polls(answered_304.take())
         reports = dict(zip(order, done, strict=True))
         if any(report.new_alerts for report in done):  # bound each chat's queue (bot.outbox_bound)
             cap = self.settings.telegram.max_pending_per_chat
@@ -307,17 +323,26 @@ class App:
         )
 
     async def poll_one(
-        self, job: SourceJob, polled: Callable[[datetime | None], object] | None = None
+        self,
+        job: SourceJob,
+        polled: Released | None = None,
+        state: SourceState | None = None,
     ) -> datetime | None:
         """A scheduled poll: the source, then feeds and alerts if it brought anything new.
 
         Returns when the source is due again (None: disabled), for the schedule. `polled` is
-        told that as soon as the source is done, before feeds and alerts: the fleet hands the
-        source back then (bot.fleet), not after a delivery round that may wait for a chat.
+        told that as soon as the source is done, before feeds and alerts, with the poll's 304
+        record if it was one: the fleet hands the source back then and writes the record with
+        the release (bot.fleet), not after a delivery round that may wait for a chat. `state`:
+        the source's state as the fleet's claim just read it.
         """
-        [report] = await self.poll_sources([job])
-        if polled is not None:
-            polled(report.next_poll_at)
+        if polled is None:
+            [report] = await self.poll_sources([job])
+        else:
+            batch = NotModifiedBatch()
+            states = {job.name: state} if state is not None else None
+            [report] = await self.poll_sources([job], batch=batch, states=states)
+            polled(report.next_poll_at, batch.take())
         # Feeds and alerts side by side: an alert never waits for feed rendering or a WebSub
         # ping, and feeds never wait for a rate-limited delivery round.
         work: list[Awaitable[object]] = []

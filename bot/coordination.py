@@ -25,7 +25,7 @@ while the bumps of a counter are serialised by its row lock, so the last commit 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Connection,
+    Row,
     Text,
     any_,
     func,
@@ -90,7 +91,23 @@ def claim_sources(
     skip: Collection[str] = (),
 ) -> list[str]:
     """Lease up to `limit` due sources, the most overdue first and then those never polled,
-    except those named in `skip`.
+    except those named in `skip`; their names (see `claim_source_rows`)."""
+    rows = claim_source_rows(connection, owner, now=now, lease=lease, limit=limit, skip=skip)
+    return [row.name for row in rows]
+
+
+def claim_source_rows(
+    connection: Connection,
+    owner: str,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip: Collection[str] = (),
+) -> list[Row[Any]]:
+    """Lease up to `limit` due sources, the most overdue first and then those never polled,
+    except those named in `skip`; their whole rows as leased, which is the state their polls
+    start from (bot.store.source_state_of): read with the claim, a poll need not read it again.
 
     Any due source in the table is a candidate, not only the worker's configured ones: sending
     thousands of configured names with every claim (one array parameter) was three quarters of
@@ -122,12 +139,12 @@ def claim_sources(
         update(sources)
         .where(sources.c.name.in_(candidates.scalar_subquery()))
         .values(lease_owner=owner, lease_expires_at=_now(connection, now, lease))
-        .returning(sources.c.name, sources.c.next_poll_at)
+        .returning(*sources.c)
     )
     rows = list(connection.execute(statement))
     # Most overdue first, like the selection (RETURNING does not promise an order).
     rows.sort(key=lambda row: (row.next_poll_at is None, row.next_poll_at, row.name))
-    return [row.name for row in rows]
+    return rows
 
 
 def renew_leases(
@@ -146,11 +163,18 @@ def renew_leases(
 
 
 def release_source(
-    connection: Connection, name: str, owner: str, next_poll_at: datetime | None
+    connection: Connection,
+    name: str,
+    owner: str,
+    next_poll_at: datetime | None,
+    also: Mapping[str, Any] | None = None,
 ) -> bool:
     """Set when the source is due again (None: leave it as it is) and end `owner`'s lease, in one
-    statement; False (nothing written) when `owner` no longer held the lease."""
-    values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    statement; False (nothing written) when `owner` no longer held the lease.
+
+    `also`: more of the source's columns to write in the same statement (a poll answered 304
+    is recorded with its release: bot.store.not_modified_update)."""
+    values: dict[str, Any] = {**(also or {}), "lease_owner": None, "lease_expires_at": None}
     if next_poll_at is not None:
         values["next_poll_at"] = next_poll_at
     statement = (

@@ -120,16 +120,23 @@ class Ingestor:
     metrics: Metrics = field(default_factory=Metrics)
     """Where polls, articles, matches and cleaning times are counted (bot.metrics)."""
 
-    async def poll(self, source: SourceJob, batch: NotModifiedBatch | None = None) -> PollReport:
+    async def poll(
+        self,
+        source: SourceJob,
+        batch: NotModifiedBatch | None = None,
+        state: SourceState | None = None,
+    ) -> PollReport:
         """Poll one source; a 304 is recorded in `batch` when given (its owner writes the batch
-        to the store, see bot.poll_batch), else in the store at once.
+        to the store, see bot.poll_batch), else in the store at once. `state`: the source's
+        stored state when the caller has just read it (bot.fleet's claim returns it), else read
+        here.
 
         A database that cannot be used (locked by another process, the disk full: see
         bot.database_faults) fails the poll with one clear line and records nothing; the next
         scheduled poll tries again.
         """
         try:
-            return await self._poll_recorded(source, batch)
+            return await self._poll_recorded(source, batch, state)
         except OperationalError as error:
             problem = database_problem(error)
             if problem is None:  # pragma: no cover - every OperationalError is sorted
@@ -138,8 +145,11 @@ class Ingestor:
             self.metrics.count_failed_poll("database")
             return PollReport(source.name, error=problem)
 
-    async def _poll_recorded(self, source: SourceJob, batch: NotModifiedBatch | None) -> PollReport:
-        state = self.store.source_state(source.name, source.url)
+    async def _poll_recorded(
+        self, source: SourceJob, batch: NotModifiedBatch | None, state: SourceState | None
+    ) -> PollReport:
+        if state is None:
+            state = self.store.source_state(source.name, source.url)
         if state.disabled_reason:
             return PollReport(source.name, error=f"disabled: {state.disabled_reason}")
         failure: Exception

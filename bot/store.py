@@ -368,20 +368,7 @@ class Store:
             return
         with self._engine.begin() as connection:
             for poll in polls:
-                values = {
-                    "url": poll.url,
-                    "etag": poll.validators.etag,
-                    "last_modified": poll.validators.last_modified,
-                    "last_polled_at": poll.at,
-                    "last_success_at": poll.at,
-                    "last_error": None,
-                    "last_error_kind": None,
-                    "failure_streak": 0,
-                    "fetch_url": poll.fetch_url,
-                    "next_poll_at": poll.next_poll_at,
-                    "disabled_reason": None,
-                }
-                _upsert_poll_success(connection, poll.name, values, True)
+                _upsert_poll_success(connection, poll.name, _not_modified_values(poll), True)
 
     def record_poll_failure(
         self,
@@ -999,6 +986,39 @@ def _upsert_poll_success(
             },
         )
     )
+
+
+def _not_modified_values(poll: NotModifiedPoll) -> dict[str, Any]:
+    """The source's columns a poll answered 304 sets, besides its counters."""
+    return {
+        "url": poll.url,
+        "etag": poll.validators.etag,
+        "last_modified": poll.validators.last_modified,
+        "last_polled_at": poll.at,
+        "last_success_at": poll.at,
+        "last_error": None,
+        "last_error_kind": None,
+        "failure_streak": 0,
+        "fetch_url": poll.fetch_url,
+        "next_poll_at": poll.next_poll_at,
+        "disabled_reason": None,
+    }
+
+
+def not_modified_update(poll: NotModifiedPoll) -> dict[str, Any]:
+    """What `Store.record_not_modified_polls` writes for `poll`, as the values of an UPDATE of
+    the source's existing row (bot.fleet writes it with the lease's release, in one statement)."""
+    return {
+        **_not_modified_values(poll),
+        "polls": sources.c.polls + 1,
+        "not_modified_polls": sources.c.not_modified_polls + 1,
+    }
+
+
+def source_state_of(row: RowMapping, url: str) -> SourceState:
+    """A stored source row (as a claim returns it, bot.coordination) as the state of the
+    source now configured at `url`; what `Store.source_state` would read."""
+    return _source_state(row, url)
 
 
 def _source_state(row: RowMapping, url: str) -> SourceState:

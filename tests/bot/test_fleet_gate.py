@@ -7,13 +7,16 @@ limits must hold for all of them together, as a site sees them.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.fleet_gate import FleetHostGate
 from bot.store import Store
@@ -46,25 +49,31 @@ class Site:
             self.in_flight -= 1
 
 
-def gates(stores: list[Store], **options: object) -> list[FleetHostGate]:
-    return [
+@asynccontextmanager
+async def gates(stores: list[Store], **options: object) -> AsyncIterator[list[FleetHostGate]]:
+    made = [
         FleetHostGate(store.engine, f"worker-{n}", **options)  # type: ignore[arg-type]
         for n, store in enumerate(stores)
     ]
+    try:
+        yield made
+    finally:
+        for gate in made:
+            await gate.aclose()
 
 
 async def test_per_host_concurrency_holds_across_workers(stores: list[Store]) -> None:
     site = Site()
-    workers = gates(stores, per_host=2, min_delay=0.0)
-    await asyncio.gather(*(site.request(gate, 0.15) for gate in workers for _ in range(3)))
+    async with gates(stores, per_host=2, min_delay=0.0) as workers:
+        await asyncio.gather(*(site.request(gate, 0.15) for gate in workers for _ in range(3)))
     assert site.peak == 2  # reached, never passed, by nine requests from three workers
     assert len(site.starts) == 9
 
 
 async def test_the_host_delay_spaces_starts_from_all_workers(stores: list[Store]) -> None:
     site = Site()
-    workers = gates(stores, per_host=3, min_delay=0.2)
-    await asyncio.gather(*(site.request(gate, 0.0) for gate in workers for _ in range(2)))
+    async with gates(stores, per_host=3, min_delay=0.2) as workers:
+        await asyncio.gather(*(site.request(gate, 0.0) for gate in workers for _ in range(2)))
     starts = sorted(site.starts)
     gaps = [later - earlier for earlier, later in pairwise(starts)]
     # Reservations are one delay apart on the database's clock; the sleeps end on ours, with
@@ -76,13 +85,52 @@ async def test_the_host_delay_spaces_starts_from_all_workers(stores: list[Store]
 async def test_a_slot_held_by_a_dead_worker_comes_back_after_its_hold(
     stores: list[Store],
 ) -> None:
-    dead, alive = gates(stores[:2], per_host=1, min_delay=0.0, hold=timedelta(seconds=0.6))
-    holding = dead.slot(URL)
-    await holding.__aenter__()  # and never leaves: the worker was killed mid-request
-    started = time.monotonic()
-    site = Site()
-    await asyncio.wait_for(site.request(alive, 0.0), timeout=5)
-    assert time.monotonic() - started >= 0.4
+    async with gates(stores[:2], per_host=1, min_delay=0.0, hold=timedelta(seconds=0.6)) as (
+        dead,
+        alive,
+    ):
+        holding = dead.slot(URL)
+        await holding.__aenter__()  # and never leaves: the worker was killed mid-request
+        started = time.monotonic()
+        site = Site()
+        await asyncio.wait_for(site.request(alive, 0.0), timeout=5)
+        assert time.monotonic() - started >= 0.4
+
+
+async def test_a_worker_waiting_for_the_database_goes_on_with_its_other_work(
+    stores: list[Store],
+) -> None:
+    """The gate's statements do not hold the event loop: while the database keeps one waiting
+    (here another session locks the host's turn row), the worker's other tasks run on."""
+    async with gates(stores[:1], per_host=1, min_delay=0.05) as (gate,):
+        await Site().request(gate, 0.0)  # the host's rows exist now
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        locked = threading.Event()
+
+        def lock_the_turn_for_a_second() -> None:
+            with stores[1].engine.begin() as locker:
+                locker.execute(text("SELECT 1 FROM host_turns FOR UPDATE"))
+                locked.set()
+                time.sleep(1.0)
+
+        locker = threading.Thread(target=lock_the_turn_for_a_second)
+        locker.start()
+        assert locked.wait(timeout=10)
+        ticker = asyncio.create_task(tick())
+        waiting = asyncio.create_task(Site().request(gate, 0.0))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # the database holds the request back...
+        assert ticks >= 20  # ...and the loop went on meanwhile (a frozen loop: 0)
+        await asyncio.wait_for(waiting, timeout=5)
+        ticker.cancel()
+        locker.join()
 
 
 def test_the_fleet_gate_refuses_sqlite(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from bot.fleet import FleetSchedule, lease_of
 from bot.ingest import SourceJob
 from bot.schema import sources
 from bot.settings import SettingsError, load_settings
-from bot.store import Store
+from bot.store import SourceState, Store
 
 JOBS = [SourceJob(name, f"http://127.0.0.1:9/{name}") for name in ("a", "b", "c")]
 
@@ -44,8 +45,13 @@ class Recorder:
     """How long the poll goes on after reporting the source done (publishing, delivering)."""
     polls: list[tuple[str, str, float, float]] = field(default_factory=list)
     """(source, owner, start, end), monotonic."""
+    states: list[SourceState | None] = field(default_factory=list)
+    """The state each poll was handed by its claim."""
 
-    async def __call__(self, job: SourceJob, polled: Callable[[datetime], object]) -> datetime:
+    async def __call__(
+        self, job: SourceJob, polled: Callable[..., object], state: SourceState | None
+    ) -> datetime:
+        self.states.append(state)
         start = time.monotonic()
         await asyncio.sleep(self.seconds)
         self.polls.append((job.name, self.owner, start, time.monotonic()))
@@ -226,3 +232,50 @@ async def test_a_release_during_a_renewal_is_not_reported_as_a_lost_lease(
     assert "lease lost" not in caplog.text
     assert worker._held == {"b", "c"}
     await worker.stop(grace_seconds=0.1)
+
+
+async def test_a_claim_fills_the_free_slots_and_a_queue_as_long_behind_them(
+    store: Store,
+) -> None:
+    """Ten due sources, two slots: the first claim takes four (two polled, two waiting), a
+    waiting source starts as a slot frees, never more than two polls at once, each source once."""
+    jobs = [SourceJob(f"s{n}", f"http://127.0.0.1:9/s{n}") for n in range(10)]
+    poll = Recorder("w1", every=60, seconds=0.1)
+    worker = FleetSchedule(
+        store.engine, jobs, poll, owner="w1", lease=timedelta(seconds=3), capacity=2,
+        claim_every=0.05,
+    )  # fmt: skip
+    claimed: list[int] = []
+    claim_now = worker._claim_now
+
+    def counted(limit: int, skip: frozenset[str]) -> list[Any]:
+        rows = claim_now(limit, skip)
+        claimed.append(len(rows))
+        return rows
+
+    worker._claim_now = counted  # type: ignore[method-assign]
+    worker.start()
+    await asyncio.sleep(1.0)
+    await worker.stop(grace_seconds=1)
+    assert claimed[0] == 4
+    assert sum(claimed) == 10
+    assert sorted(name for name, *_ in poll.polls) == sorted(job.name for job in jobs)
+    spans = [(start, end) for _, _, start, end in poll.polls]
+    most_at_once = max(sum(1 for s, e in spans if s <= at < e) for at, _ in spans)
+    assert most_at_once == 2
+
+
+async def test_stop_hands_sources_still_waiting_for_a_slot_back_unpolled(store: Store) -> None:
+    poll = Recorder("w1", every=60, seconds=0.5)
+    worker = schedule(store, poll, capacity=1)  # claims a, b, c: polls a, b and c wait
+    worker.start()
+    await asyncio.sleep(0.2)
+    await worker.stop(grace_seconds=1)
+    with store.engine.begin() as connection:
+        rows = connection.execute(select(sources.c.name, sources.c.lease_owner)).all()
+        again = claim_sources(
+            connection, "w2", now=datetime.now(UTC), lease=timedelta(seconds=3), limit=5
+        )
+    assert [name for name, *_ in poll.polls] == ["a"]
+    assert all(owner is None for _, owner in rows)
+    assert sorted(again) == ["b", "c"]  # still due: another worker polls them at once
