@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,7 +44,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 
 from feeds.listing import check_selector
 from feeds.models import Watchlist
@@ -696,7 +697,13 @@ def _read_yaml(path: Path, file: str) -> object:
     if too_deep is not None:
         raise SettingsError([ConfigProblem(file, *too_deep)])
     try:
-        return YAML(typ="rt").load(text)
+        with warnings.catch_warnings():
+            # ruamel only warns about a reused anchor and lets the second one win: every alias
+            # after it silently means the other value. In a configuration that is a mistake.
+            warnings.simplefilter("error", ReusedAnchorWarning)
+            return YAML(typ="rt").load(text)
+    except ReusedAnchorWarning as exc:
+        raise SettingsError([_reused_anchor(file, str(exc))]) from None
     except RecursionError:  # ruamel composes nested collections recursively
         raise SettingsError(
             [ConfigProblem(file, 1, 1, "invalid YAML: collections nested too deeply")]
@@ -713,6 +720,18 @@ def _read_yaml(path: Path, file: str) -> object:
         raise SettingsError([ConfigProblem(file, line, column, message)]) from None
     except YAMLError as exc:
         raise SettingsError([ConfigProblem(file, 1, 1, f"invalid YAML: {exc}")]) from None
+
+
+def _reused_anchor(file: str, message: str) -> ConfigProblem:
+    """ruamel's reused-anchor warning (its text names both places) as a located problem."""
+    name = re.search(r"found duplicate anchor '(.*?)'", message)
+    places = re.findall(r"line (\d+), column (\d+)", message)
+    line, column = (int(places[-1][0]), int(places[-1][1])) if places else (1, 1)
+    first = f" (first defined at line {places[0][0]})" if len(places) > 1 else ""
+    anchor = f"&{name.group(1)} " if name else ""
+    return ConfigProblem(
+        file, line, column, f"invalid YAML: anchor {anchor}defined twice{first}; rename one"
+    )
 
 
 def _not_a_mapping(root: object, file: str) -> ConfigProblem:
