@@ -72,6 +72,9 @@ Released = Callable[[datetime | None, Sequence[NotModifiedPoll]], object]
 """Told by a poll as soon as its source is done: when it is due again (None: its interval from
 now) and the poll's 304 record, if it was one, to write with the release."""
 
+QUEUE_PER_SLOT = 2
+"""Claimed sources waiting for a free slot, at most, per slot (see FleetSchedule)."""
+
 Poll = Callable[[SourceJob, Released, SourceState | None], Awaitable[datetime | None]]
 """A poll of one source, from the state its claim read, that reports when it is due again,
 early through the callback."""
@@ -131,12 +134,12 @@ class FleetSchedule:
     due sources stay claimable by other workers, which also takes work away from a worker whose
     deliveries are slow.
 
-    A claim takes enough sources to fill the free slots and to have `capacity` more waiting, and
-    the next claim comes when fewer than half that many wait: a waiting source starts the moment
-    a poll ends, without a database round, and a claim costs about the same for one source as
-    for sixteen. Claiming for each slot as it freed (1.7 sources a claim) made claims most of the
-    database's time in bench/scale. A waiting source is polled at most one poll's time late; a
-    stopping worker hands its waiting sources back untouched.
+    A claim takes enough sources to fill the free slots and to have `QUEUE_PER_SLOT` times
+    `capacity` more waiting, and the next claim comes when at most half that many wait: a
+    waiting source starts the moment a poll ends, without a database round, and a claim costs
+    about the same for one source as for twenty. Claiming for each slot as it freed (1.7 sources
+    a claim) made claims most of the database's time in bench/scale. A waiting source is polled
+    at most a few polls' time late; a stopping worker hands its waiting sources back untouched.
     """
 
     def __init__(
@@ -244,10 +247,11 @@ class FleetSchedule:
 
     def _wanted(self) -> int:
         """How many sources to claim now: none while enough wait for a slot, else enough to
-        fill every slot and have as many waiting (see the class docstring)."""
-        if len(self._waiting) > self._capacity // 2:
+        fill every slot and the queue behind them (see the class docstring)."""
+        queue = QUEUE_PER_SLOT * self._capacity
+        if len(self._waiting) > queue // 2:
             return 0
-        return 2 * self._capacity - len(self._running) - len(self._waiting)
+        return self._capacity + queue - len(self._running) - len(self._waiting)
 
     def _start_waiting(self) -> None:
         """Poll claimed sources while slots are free."""

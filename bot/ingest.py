@@ -28,7 +28,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.exc import OperationalError
 
-from feeds.cadence import Cadence, FeedHints, adaptive_interval, after_failure, after_success
+from feeds.cadence import (
+    Cadence,
+    FeedHints,
+    after_failure,
+    after_success,
+    interval_for_gap,
+    publication_gap,
+)
 from feeds.canonical import canonical_link, clean_url, fingerprint, url_key
 from feeds.connector import guarding
 from feeds.entry_article import article_from_entry, merge_page_and_feed, needs_page
@@ -220,7 +227,12 @@ class Ingestor:
         if response.permanent_url:
             log.warning("source %s moved permanently to %s", source.name, response.permanent_url)
         if not isinstance(response, FetchResult):
-            next_poll = self._next_poll(source, response.lifetime, FeedHints())
+            # Nothing changed, so neither did the source's publication gap: the stored one
+            # serves, without reading the source's articles (worked out only when unknown).
+            known = state.publish_gap_seconds
+            gap = self._publication_gap(source) if known is None else known
+            next_poll = self._next_poll(source, response.lifetime, FeedHints(), gap)
+            found = gap if known is None else None
             if batch is not None:
                 batch.add(
                     NotModifiedPoll(
@@ -230,6 +242,7 @@ class Ingestor:
                         self.clock(),
                         fetch_url,
                         next_poll,
+                        found,
                     )
                 )
                 return PollReport(source.name, not_modified=True, next_poll_at=next_poll)
@@ -241,6 +254,7 @@ class Ingestor:
                 not_modified=True,
                 fetch_url=fetch_url,
                 next_poll_at=next_poll,
+                publish_gap_seconds=found,
             )
             return PollReport(source.name, not_modified=True, next_poll_at=next_poll)
         if source.listing is not None:
@@ -256,7 +270,8 @@ class Ingestor:
             if salvaged:
                 log.warning("source %s: %s", source.name, salvaged)
         report = await self._ingest_entries(source, entries)
-        next_poll = self._next_poll(source, response.lifetime, hints)
+        gap = self._publication_gap(source)
+        next_poll = self._next_poll(source, response.lifetime, hints, gap)
         # Validators are stored only once the entries are safely in, so that a crash mid-poll
         # makes the next poll fetch the feed again instead of getting a 304 and missing entries.
         self.store.record_poll_success(
@@ -266,6 +281,7 @@ class Ingestor:
             self.clock(),
             fetch_url=fetch_url,
             next_poll_at=next_poll,
+            publish_gap_seconds=gap,
         )
         return PollReport(
             source.name,
@@ -277,12 +293,16 @@ class Ingestor:
             next_poll_at=next_poll,
         )
 
+    def _publication_gap(self, source: SourceJob) -> float:
+        """The median gap between the source's recent items, seconds (0: too few items)."""
+        gap = publication_gap(self.store.recent_publication_times(source.name))
+        return 0.0 if gap is None else gap.total_seconds()
+
     def _next_poll(
-        self, source: SourceJob, lifetime: timedelta | None, hints: FeedHints
+        self, source: SourceJob, lifetime: timedelta | None, hints: FeedHints, gap: float
     ) -> datetime:
-        interval = adaptive_interval(
-            self.store.recent_publication_times(source.name), source.cadence
-        )
+        known = timedelta(seconds=gap) if gap > 0 else None
+        interval = interval_for_gap(known, source.cadence)
         return after_success(self.clock(), interval, lifetime=lifetime, hints=hints)
 
     async def _ingest_entries(self, source: SourceJob, entries: Sequence[Entry]) -> PollReport:

@@ -29,6 +29,8 @@ class NotModifiedPoll:
     at: datetime
     fetch_url: str | None
     next_poll_at: datetime | None
+    publish_gap_seconds: float | None = None
+    """The source's publication gap, when the poll had to work it out (None: unchanged)."""
 
 
 @dataclass(slots=True)

@@ -108,7 +108,17 @@ class _File:
 class SampleSite:
     """The loopback site. Start it (or use it as a context manager), then read `base_url`."""
 
-    def __init__(self, root: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency: float = 0.0,
+    ) -> None:
+        """`latency`: seconds every answer waits before it is sent, as a site across the
+        internet answers a round trip and some thinking later, not at once (bench/ingest)."""
+        self._latency = latency
         self._root = root.resolve() if root is not None else None
         self._host = host
         self._port = port
@@ -405,7 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:
                 logger.exception("sample site: handler for %s failed", request.path)
                 response = _plain(500, "handler failed")
-            if response.delay and site._stopping.wait(response.delay):
+            wait = response.delay + site._latency
+            if wait and site._stopping.wait(wait):
                 self.close_connection = True
                 return
             self._send(response, include_body=request.method != "HEAD")

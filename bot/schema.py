@@ -120,6 +120,10 @@ sources = Table(
     # its claim holds (null: nobody). Claims select due sources by next_poll_at.
     Column("lease_owner", Text),
     Column("lease_expires_at", UTCDateTime),
+    # The median gap between the source's recent items, seconds, as of its last poll that
+    # fetched the feed (0012; 0: fewer than three dated items; null: not known yet): a 304
+    # needs no read of the source's articles to know its next poll (bot.ingest).
+    Column("publish_gap_seconds", Float),
     PrimaryKeyConstraint("name"),
     Index(None, "next_poll_at"),
 )

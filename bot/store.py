@@ -125,6 +125,9 @@ class SourceState:
     last_error_kind: str | None = None
     polls: int = 0
     not_modified_polls: int = 0
+    publish_gap_seconds: float | None = None
+    """The median gap between the source's recent items as of the last poll that fetched the
+    feed; 0: too few items for one; None: not known yet (bot.ingest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,9 +345,12 @@ class Store:
         not_modified: bool = False,
         fetch_url: str | None = None,
         next_poll_at: datetime | None = None,
+        publish_gap_seconds: float | None = None,
     ) -> None:
         """Remember the new validators, where to poll from now on (`fetch_url`, None: `url`)
-        and when; reset the failure streak and count the poll (and whether it was a 304)."""
+        and when; reset the failure streak and count the poll (and whether it was a 304).
+        `publish_gap_seconds`: the source's publication gap as the poll found it (None: keep
+        the stored one)."""
         values: dict[str, Any] = {
             "url": url,
             "etag": validators.etag,
@@ -358,6 +364,8 @@ class Store:
             "next_poll_at": next_poll_at,
             "disabled_reason": None,
         }
+        if publish_gap_seconds is not None:
+            values["publish_gap_seconds"] = publish_gap_seconds
         with self._engine.begin() as connection:
             _upsert_poll_success(connection, name, values, not_modified)
 
@@ -990,7 +998,9 @@ def _upsert_poll_success(
 
 def _not_modified_values(poll: NotModifiedPoll) -> dict[str, Any]:
     """The source's columns a poll answered 304 sets, besides its counters."""
+    gap = poll.publish_gap_seconds
     return {
+        **({} if gap is None else {"publish_gap_seconds": gap}),
         "url": poll.url,
         "etag": poll.validators.etag,
         "last_modified": poll.validators.last_modified,
@@ -1045,6 +1055,7 @@ def _source_state(row: RowMapping, url: str) -> SourceState:
         last_error_kind=row["last_error_kind"],
         polls=row["polls"],
         not_modified_polls=row["not_modified_polls"],
+        publish_gap_seconds=row["publish_gap_seconds"],
     )
 
 

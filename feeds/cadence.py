@@ -32,6 +32,8 @@ __all__ = [
     "after_failure",
     "after_success",
     "freshness_lifetime",
+    "interval_for_gap",
+    "publication_gap",
 ]
 
 MAX_HINT = timedelta(days=1)
@@ -103,12 +105,25 @@ def adaptive_interval(published: Sequence[datetime], cadence: Cadence) -> timede
     that one quiet weekend or one burst does not swing the interval. Fewer than three dated items
     give no rhythm: the configured `every` is used.
     """
+    return interval_for_gap(publication_gap(published), cadence)
+
+
+def publication_gap(published: Sequence[datetime]) -> timedelta | None:
+    """The median gap between the source's recent items; None for fewer than three dated items.
+
+    Separate from `interval_for_gap` so that a caller can keep the gap between polls (it
+    changes only when the source's items do) and skip reading the items on every 304.
+    """
     ordered = sorted(set(published))
     if len(ordered) < 3:
-        return _clamp(cadence.every, cadence)
+        return None
     gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(ordered)]
-    wanted = timedelta(seconds=statistics.median(gaps) / 2)
-    return _clamp(wanted, cadence)
+    return timedelta(seconds=statistics.median(gaps))
+
+
+def interval_for_gap(gap: timedelta | None, cadence: Cadence) -> timedelta:
+    """Half the publication gap, clamped to the bounds; the configured `every` without one."""
+    return _clamp(cadence.every if gap is None else gap / 2, cadence)
 
 
 def after_success(

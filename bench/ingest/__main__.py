@@ -1,7 +1,8 @@
 """Ingestion at scale: a loopback farm of news sites, polled by wirewatch and by rss2email.
 
     .venv/bin/python -m bench.ingest [--feeds 1000] [--hosts 250] [--items 3] [--changed 0.1]
-                                     [--per-host 2] [--host-delay 1s] [--no-rss2email]
+                                     [--per-host 2] [--host-delay 1s] [--latency 0]
+                                     [--no-rss2email]
 
 rss2email is the Debian package (`apt-get install rss2email`, which puts `r2e` on the PATH); it is
 not installed by CI, and the benchmark runs without it (`--no-rss2email`, or when `r2e` is
@@ -10,8 +11,11 @@ missing) with only wirewatch's figures.
 The farm is `--hosts` sample sites on 127.0.0.2, 127.0.0.3, ... (each its own host, so per-host
 limits apply per site; past 127.0.0.255 it goes on in 127.0.1.x), serving `--feeds` RSS feeds
 dealt to the hosts in turn, each listing `--items` teaser-only items whose article pages the farm
-serves too. Enough hosts matter: with a per-host delay d, a host with n requests in a round holds
-the round for (n - 1) * d, so 1,000 feeds on 8 hosts could never go faster than 8 feeds/s. Each
+serves too. `--latency` seconds delay every answer (0 by default: loopback answers at once; a real
+site answers a network round trip and some server time later, typically 0.05 to 0.5 s, and a
+tool that fetches one feed at a time pays that once per feed). Enough hosts matter: with a
+per-host delay d, a host with n requests in a round holds the round for (n - 1) * d, so 1,000
+feeds on 8 hosts could never go faster than 8 feeds/s. Each
 tool gets its own copy of the farm and runs twice, as a user would run it from cron:
 
 1. cold: every feed is new (wirewatch also fetches, cleans and matches every article page:
@@ -89,8 +93,8 @@ def _rfc822(timestamp: float) -> str:
 class Farm:
     """The loopback sites and what each feed currently lists."""
 
-    def __init__(self, hosts: int, feeds: int, items: int) -> None:
-        self.sites = [SampleSite(host=host_address(n)) for n in range(hosts)]
+    def __init__(self, hosts: int, feeds: int, items: int, latency: float = 0.0) -> None:
+        self.sites = [SampleSite(host=host_address(n), latency=latency) for n in range(hosts)]
         self.feeds = feeds
         self.items = items
         self.counts = [items] * feeds
@@ -325,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.1)
     parser.add_argument("--per-host", type=int, default=2)
     parser.add_argument("--host-delay", default="1s")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--no-rss2email", action="store_true")
     args = parser.parse_args(argv)
     r2e = None if args.no_rss2email else shutil.which("r2e")
@@ -332,14 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds: list[Round] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as temporary:
         folder = Path(temporary)
-        with Farm(args.hosts, args.feeds, args.items) as farm:
+        with Farm(args.hosts, args.feeds, args.items, args.latency) as farm:
             config = wirewatch_config(farm, folder, args.per_host, args.host_delay)
             wirewatch = [sys.executable, "-m", "bot", "--config", str(config)]
             command = [*wirewatch, "--log-level", "ERROR", "run", "--once"]
             startup = [*wirewatch, "--log-level", "ERROR", "check"]
             rounds += bench_tool(farm, "wirewatch", command, startup, env, args.changed)
         if r2e:
-            with Farm(args.hosts, args.feeds, args.items) as farm:
+            with Farm(args.hosts, args.feeds, args.items, args.latency) as farm:
                 r2e_config = rss2email_config(farm, folder)
                 base = [r2e, "-c", str(r2e_config), "-d", str(folder / "rss2email.json")]
                 command = [*base, "run", "--no-send"]
@@ -347,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{args.feeds} feeds on {args.hosts} hosts, {args.items} items each, "
         f"{args.changed:.0%} changed before the warm round; wirewatch per_host={args.per_host}, "
-        f"host_delay={args.host_delay}"
+        f"host_delay={args.host_delay}; every answer {args.latency:g} s late"
     )
     delay = parse_duration(args.host_delay).total_seconds()
     print(table(rounds, delay))

@@ -290,6 +290,8 @@ def prime(engine: Engine, farm: Farm, names: list[str]) -> None:
             last_polled_at=at,
             last_success_at=at,
             polls=1,
+            # What that poll would have kept: no article stored, so no publication rhythm.
+            publish_gap_seconds=0.0,
         )
     )
     with engine.begin() as connection:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.coordination import claim_sources, register_sources
-from bot.fleet import FleetSchedule, lease_of
+from bot.fleet import QUEUE_PER_SLOT, FleetSchedule, lease_of
 from bot.ingest import SourceJob
 from bot.schema import sources
 from bot.settings import SettingsError, load_settings
@@ -237,7 +237,7 @@ async def test_a_release_during_a_renewal_is_not_reported_as_a_lost_lease(
 async def test_a_claim_fills_the_free_slots_and_a_queue_as_long_behind_them(
     store: Store,
 ) -> None:
-    """Ten due sources, two slots: the first claim takes four (two polled, two waiting), a
+    """Ten due sources, two slots: the first claim takes six (two polled, four waiting), a
     waiting source starts as a slot frees, never more than two polls at once, each source once."""
     jobs = [SourceJob(f"s{n}", f"http://127.0.0.1:9/s{n}") for n in range(10)]
     poll = Recorder("w1", every=60, seconds=0.1)
@@ -257,7 +257,7 @@ async def test_a_claim_fills_the_free_slots_and_a_queue_as_long_behind_them(
     worker.start()
     await asyncio.sleep(1.0)
     await worker.stop(grace_seconds=1)
-    assert claimed[0] == 4
+    assert claimed[0] == 2 + QUEUE_PER_SLOT * 2
     assert sum(claimed) == 10
     assert sorted(name for name, *_ in poll.polls) == sorted(job.name for job in jobs)
     spans = [(start, end) for _, _, start, end in poll.polls]
@@ -267,7 +267,7 @@ async def test_a_claim_fills_the_free_slots_and_a_queue_as_long_behind_them(
 
 async def test_stop_hands_sources_still_waiting_for_a_slot_back_unpolled(store: Store) -> None:
     poll = Recorder("w1", every=60, seconds=0.5)
-    worker = schedule(store, poll, capacity=1)  # claims a, b, c: polls a, b and c wait
+    worker = schedule(store, poll, capacity=1)  # claims a, b, c: polls a; b and c wait
     worker.start()
     await asyncio.sleep(0.2)
     await worker.stop(grace_seconds=1)

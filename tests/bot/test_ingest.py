@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
+from sqlalchemy import event, update
 
 from bot.ingest import Ingestor, SourceJob
 from bot.sample_site import Response, SampleSite
+from bot.schema import sources
 from bot.store import Store
 from feeds.cadence import Cadence
 from feeds.fetch import FetchLimits, make_client
@@ -430,3 +433,59 @@ async def test_a_salvaged_feed_is_read_with_a_warning(site: SampleSite, ingestor
     report = await ingestor.poll(SourceJob("s", site.url("/feed.xml"), full_text="never"))
     assert report.error is None and report.new_articles == 1
     assert report.warnings and report.warnings[0].startswith("malformed feed salvaged (1 entries")
+
+
+def dated_rss(*hours_ago: int) -> bytes:
+    """An RSS feed of items published `hours_ago` before NOW."""
+    items = "".join(
+        f"<item><guid>d{n}</guid><title>Item {n}</title><link>http://x.test/{n}</link>"
+        f"<description>Short.</description>"
+        f"<pubDate>{format_datetime(NOW - timedelta(hours=hours))}</pubDate></item>"
+        for n, hours in enumerate(hours_ago)
+    )
+    channel = f"<channel><title>T</title>{items}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'.encode()
+
+
+class ArticleReads:
+    """Counts the statements that read the articles table, as the database receives them."""
+
+    def __init__(self, store: Store) -> None:
+        self.count = 0
+        event.listen(store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM articles" in statement:
+            self.count += 1
+
+
+async def test_a_304_takes_the_publication_gap_the_last_fetch_stored(
+    site: SampleSite, ingestor: Ingestor, store: Store
+) -> None:
+    site.set_file("/feed.xml", dated_rss(2, 4, 6, 8), "application/rss+xml")
+    cadence = Cadence(every=timedelta(hours=3), min_every=timedelta(minutes=5),
+                      max_every=timedelta(hours=6))  # fmt: skip
+    job = SourceJob("s", site.url("/feed.xml"), full_text="never", cadence=cadence)
+    first = await fixed(ingestor).poll(job)
+    assert store.source_state("s", job.url).publish_gap_seconds == 7200  # 2 h between items
+    assert first.next_poll_at == NOW + timedelta(hours=1)  # half the gap
+    reads = ArticleReads(store)
+    second = await ingestor.poll(job)
+    assert second.not_modified and second.next_poll_at == NOW + timedelta(hours=1)
+    assert reads.count == 0
+
+
+async def test_an_unknown_publication_gap_is_worked_out_at_the_next_304_and_kept(
+    site: SampleSite, ingestor: Ingestor, store: Store
+) -> None:
+    site.set_file("/feed.xml", dated_rss(1, 2, 3), "application/rss+xml")
+    job = SourceJob("s", site.url("/feed.xml"), full_text="never", cadence=CADENCE)
+    await fixed(ingestor).poll(job)
+    with store.engine.begin() as connection:  # a row stored before the gap was kept
+        connection.execute(update(sources).values(publish_gap_seconds=None))
+    reads = ArticleReads(store)
+    assert (await ingestor.poll(job)).not_modified
+    assert reads.count == 1
+    assert store.source_state("s", job.url).publish_gap_seconds == 3600
+    assert (await ingestor.poll(job)).not_modified
+    assert reads.count == 1

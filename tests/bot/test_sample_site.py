@@ -9,9 +9,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.sample_site import Request, Response, SampleSite
@@ -266,3 +268,28 @@ def test_counts_by_status_and_path_and_the_peak_in_flight(site: SampleSite) -> N
     assert len(site.requests) == 6 and site.path_counts["/missing"] == 2
     site.clear_requests()
     assert (site.status_counts, site.path_counts, site.peak_in_flight) == ({}, {}, 0)
+
+
+def test_latency_delays_every_answer_and_overlaps_across_connections() -> None:
+    """A site `latency` away answers each request that much later, files and 304s alike, and
+    concurrent requests wait side by side (as across the internet), not one after another."""
+    with SampleSite(latency=0.3) as slow:
+        slow.set_file("/feed.xml", b"<rss/>", "application/rss+xml")
+        started = time.monotonic()
+        first = httpx.get(slow.url("/feed.xml"), timeout=5)
+        assert time.monotonic() - started >= 0.3
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.get(
+                        slow.url("/feed.xml"),
+                        headers={"If-None-Match": first.headers["etag"]},
+                        timeout=5,
+                    ),
+                    range(4),
+                )
+            )
+        elapsed = time.monotonic() - started
+    assert [answer.status_code for answer in answers] == [304] * 4
+    assert 0.3 <= elapsed < 1.0  # four at once: one latency, not four

@@ -14,6 +14,8 @@ from feeds.cadence import (
     after_failure,
     after_success,
     freshness_lifetime,
+    interval_for_gap,
+    publication_gap,
 )
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)  # a Wednesday
@@ -137,3 +139,15 @@ def test_jitter_spreads_sources_that_failed_together() -> None:
         for c in range(10)
     }
     assert len(times) == 10
+
+
+def test_the_publication_gap_is_the_median_and_needs_three_items() -> None:
+    start = datetime(2026, 3, 4, tzinfo=UTC)
+    times = [start + timedelta(hours=hours) for hours in (0, 1, 3, 4, 10)]  # gaps 1, 2, 1, 6
+    assert publication_gap(times) == timedelta(hours=1.5)
+    assert publication_gap(times[:2]) is None
+    assert publication_gap([start, start, start]) is None  # one instant, three times
+    assert interval_for_gap(timedelta(hours=1.5), CADENCE) == timedelta(minutes=45)
+    assert interval_for_gap(None, CADENCE) == CADENCE.every
+    for gap in (timedelta(seconds=1), timedelta(days=30)):  # clamped either way
+        assert CADENCE.min_every <= interval_for_gap(gap, CADENCE) <= CADENCE.max_every
