@@ -25,6 +25,7 @@ from feeds.match import Matcher
 from . import admin_alerts, config_edit, database_faults, retention
 from .admin_alerts import DiskProbe
 from .commands import ChatCommands
+from .commands_keeper import CommandsKeeper
 from .delivery import Deliverer, DeliveryReport, burst_rule, route_table
 from .fleet import Fleet, Released, worker_id
 from .fleet_gate import FleetHostGate
@@ -429,18 +430,17 @@ class App:
         # Chat commands, retention and admin alerts in the one process holding the leader lock
         # (bot.leader): with several workers, each would otherwise prune at once and send the
         # same admin alert once per worker. On SQLite the one process always leads.
-        commands: list[ChatCommands] = []
+        commands = CommandsKeeper(self.start_commands)  # tries again if Telegram is down
         leading = asyncio.Event()
 
         async def lead() -> None:
             leading.set()
-            started = await self.start_commands()
-            commands.extend([started] if started is not None else [])
+            if isinstance(self.sender, TelegramSender):
+                commands.lead()
 
         async def follow() -> None:
             leading.clear()
-            while commands:
-                await commands.pop().stop()
+            await commands.follow()
 
         def if_leading(work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
             async def maybe() -> None:

@@ -311,7 +311,7 @@ class ChatCommands:
             )
             await self._app.start()
         except TelegramError as error:
-            log.error("bot commands are off for this run: %s", type(error).__name__)
+            log.error("bot commands could not start: %s", type(error).__name__)
             await self._app.shutdown()
             return False
         self._running = True

@@ -28,6 +28,7 @@ from bot.commands import (
     unmute_text,
     watchlists_text,
 )
+from bot.commands_keeper import CommandsKeeper
 from bot.health import SourceHealth
 from bot.settings import ChatRoute, Settings, load_settings
 from bot.store import FeedItem, Store, StoredArticle
@@ -171,7 +172,7 @@ async def test_commands_are_skipped_when_telegram_is_unreachable(
     )
     assert await commands.start() is False
     await commands.stop()
-    assert "bot commands are off for this run" in caplog.text
+    assert "bot commands could not start" in caplog.text
     assert api.token not in caplog.text
 
 
@@ -422,3 +423,50 @@ async def test_mute_round_trip(settings: Settings, store: Store) -> None:
             assert store.muted(NOW + timedelta(minutes=60)) == set()
         finally:
             await commands.stop()
+
+
+async def test_commands_start_later_when_telegram_was_down_as_the_process_took_the_lead(
+    settings: Settings, store: Store
+) -> None:
+    """The keeper tries again (here after 0.1 s, then 0.2 s) until commands start, and a
+    process that steps down stops them and tries no more."""
+    with FakeTelegram() as api:
+        api.fail_next("setMyCommands", 502, "Bad Gateway", times=2)
+
+        async def start() -> ChatCommands | None:
+            commands = ChatCommands(
+                api.token, api.base_url, settings=lambda: settings, store=store, clock=lambda: NOW
+            )
+            return commands if await commands.start() else None
+
+        keeper = CommandsKeeper(start, first_retry=0.1, last_retry=0.2)
+        keeper.lead()
+        try:
+            api.send_command("/help", user_id=5)
+            [reply] = await wait_for_reply(api, 5)
+            assert reply == help_text()
+            attempts = [method for method, _ in api.calls if method == "setMyCommands"]
+            assert len(attempts) == 3  # two failures, then the start that answered
+        finally:
+            await keeper.follow()
+        assert not keeper.running
+
+
+async def test_a_process_that_steps_down_stops_trying_to_start_commands(
+    settings: Settings, store: Store
+) -> None:
+    starts = 0
+
+    async def never() -> ChatCommands | None:
+        nonlocal starts
+        starts += 1
+        return None
+
+    keeper = CommandsKeeper(never, first_retry=0.05, last_retry=0.05)
+    keeper.lead()
+    await asyncio.sleep(0.2)
+    await keeper.follow()
+    tried = starts
+    assert tried >= 2  # it kept trying while leading
+    await asyncio.sleep(0.2)
+    assert starts == tried  # and stopped when it stepped down
