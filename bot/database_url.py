@@ -15,11 +15,19 @@ parse as a URL (an error message must still quote what the user wrote).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DatabaseUrlError", "masked", "parse", "shown"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "DatabaseUrlError",
+    "connect_arguments",
+    "masked",
+    "parse",
+    "shown",
+]
 
 _DRIVERS = {
     "sqlite": "sqlite",
@@ -31,6 +39,10 @@ _DRIVERS = {
 """Every accepted scheme and the SQLAlchemy driver name it opens with."""
 
 _CREDENTIALS = re.compile(r"(?P<user>//[^/@\s:]*):[^/@\s]*@")
+
+
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long connecting to PostgreSQL may take, unless the URL sets its own ``connect_timeout``."""
 
 
 class DatabaseUrlError(ValueError):
@@ -73,3 +85,12 @@ def masked(text: str) -> str:
     """`text` with the password of anything shaped like ``scheme://user:password@`` as ``***``,
     for text that does not parse as a URL (SQLAlchemy cannot render it then)."""
     return _CREDENTIALS.sub(r"\g<user>:***@", text)
+
+
+def connect_arguments(url: URL) -> dict[str, Any]:
+    """Driver arguments every PostgreSQL connection of the bot is opened with, besides the URL.
+
+    A server that does not answer must fail the call in seconds, not hold it for the minutes a
+    TCP connect can take (libpq's ``connect_timeout``; the URL may set its own).
+    """
+    return {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}

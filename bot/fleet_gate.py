@@ -52,6 +52,8 @@ from sqlalchemy import Engine
 
 from feeds.politeness import host_of
 
+from .database_url import connect_arguments
+
 log = logging.getLogger("wirewatch.fleet")
 
 CLAIM_RETRY_SECONDS = (0.02, 0.05, 0.1, 0.2)
@@ -219,11 +221,15 @@ class FleetHostGate:
 
 def _connect_arguments(engine: Engine) -> dict[str, Any]:
     """What the engine's own connections are opened with (host, database, user, password,
-    libpq options), in autocommit; plus a connect timeout unless the URL sets one."""
+    libpq options and bot.database_url's connect timeout), in autocommit."""
     _, arguments = engine.dialect.create_connect_args(engine.url)
     arguments = {key: value for key, value in arguments.items() if key != "context"}
-    arguments.setdefault("connect_timeout", 10)
-    return {**arguments, "autocommit": True, "row_factory": tuple_row}
+    return {
+        **arguments,
+        **connect_arguments(engine.url),
+        "autocommit": True,
+        "row_factory": tuple_row,
+    }
 
 
 def _at_least_a_moment(seconds: Any) -> float:

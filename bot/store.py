@@ -57,6 +57,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.coordination import bump_counter
+from bot.database_url import connect_arguments
 from bot.database_url import parse as parse_database_url
 from bot.database_url import shown as shown_database_url
 from bot.dialect import upsert_insert as _insert
@@ -297,7 +298,7 @@ class Store:
                 last_error=None,
                 failure_streak=0,
             )
-        return _source_state(row._mapping, url)
+        return source_state_of(row._mapping, url)
 
     def source_states(self) -> list[SourceState]:
         """Every source ever polled, by name, as stored (for health reports)."""
@@ -305,9 +306,8 @@ class Store:
             rows = connection.execute(select(sources)).all()
         # Sorted here, in code point order: the database's collation may differ (see
         # `_merged_feed_item`).
-        return [
-            _source_state(row._mapping, row.url) for row in sorted(rows, key=lambda r: str(r.name))
-        ]
+        ordered = sorted(rows, key=lambda r: str(r.name))
+        return [source_state_of(row._mapping, row.url) for row in ordered]
 
     def source_activity(self, since: datetime) -> dict[str, SourceActivity]:
         """Per source: articles first stored since `since`, and when the last one was stored."""
@@ -1026,13 +1026,8 @@ def not_modified_update(poll: NotModifiedPoll) -> dict[str, Any]:
 
 
 def source_state_of(row: RowMapping, url: str) -> SourceState:
-    """A stored source row (as a claim returns it, bot.coordination) as the state of the
-    source now configured at `url`; what `Store.source_state` would read."""
-    return _source_state(row, url)
-
-
-def _source_state(row: RowMapping, url: str) -> SourceState:
-    """A stored source row as the state of the source now configured at `url`.
+    """A stored source row (read here, or returned by a claim: bot.coordination) as the state
+    of the source now configured at `url`.
 
     When the configured URL changed since the row was stored, what belonged to the old URL is
     dropped: its validators (an ETag of the old URL could earn a wrong 304), the redirect target
@@ -1181,10 +1176,7 @@ def _insert_alert(
 def _create_engine(url: URL) -> Engine:
     """An engine for the URL; for SQLite, with the pragmas and transaction handling we rely on."""
     if url.get_backend_name() != "sqlite":
-        # A server that does not answer must fail the call in seconds, not hold it for the
-        # minutes a TCP connect can take (libpq's connect_timeout; the URL may set its own).
-        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
-        return create_engine(url, connect_args=connect_args)
+        return create_engine(url, connect_args=connect_arguments(url))
     database = url.database or ""
     if database in ("", ":memory:"):
         # Every pooled connection would see its own empty in-memory database: share one.

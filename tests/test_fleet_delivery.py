@@ -15,13 +15,10 @@ and the killed worker's in-flight alerts became `unknown` only after its lease e
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,8 +28,9 @@ from bot.sample_site import Response, SampleSite
 from bot.schema import outbox
 from bot.store import Store
 from feeds.models import Article, Match, TermHit
-from tests.conftest import REPO, free_port
+from tests.conftest import free_port
 from tests.support.fake_telegram import FakeTelegram
+from tests.test_delivery_crash import start, wait_for
 
 CHATS = (21, 22, -23, 24)
 STORIES = 5
@@ -74,25 +72,6 @@ def queue_backlog(database: str) -> None:
             store.add_article_with_matches(
                 "quiet", f"story-{number}", article, [match], {"ukraine": CHATS}, at
             )
-
-
-def start(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(config), "run"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PTB_TIMEDELTA": "1"},
-    )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def outbox_rows(store: Store) -> list[tuple[str, str | None, datetime]]:
