@@ -21,11 +21,11 @@ a crash between a fetch and its write, after which the source is polled again on
 **Off the event loop.** Claims, renewals and releases are database rounds run in a worker thread
 (asyncio.to_thread): on the loop, each would stall every poll of this worker while PostgreSQL
 answers, which left one worker idle for much of a benchmark round (docs/benchmarks.md). A claim
-fills the free slots and a short queue behind them (see FleetSchedule), and claims again at once
-when it got all it asked for. Each of these is one statement, run in autocommit on PostgreSQL
-(bot.dialect.single_statements); a poll's state comes with its claim and a 304 is recorded with
-its release, so an unchanged feed costs the database a share of a claim, the two statements of
-the host gate (bot.fleet_gate) and the release.
+asks for as many sources as there are free slots, and claims again at once when it got them all.
+Each of these is one statement, run in autocommit on PostgreSQL (bot.dialect.single_statements);
+a poll's state comes with its claim and a 304 is recorded with its release, so an unchanged feed
+costs the database a share of a claim, the two statements of the host gate (bot.fleet_gate) and
+the release.
 A claim takes any due source, not only this worker's (sending thousands of configured names with
 every claim cost most of it); a source this worker has no settings for is handed back untouched
 and skipped by its later claims.
@@ -47,7 +47,6 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,9 +70,6 @@ log = logging.getLogger("wirewatch.fleet")
 Released = Callable[[datetime | None, Sequence[NotModifiedPoll]], object]
 """Told by a poll as soon as its source is done: when it is due again (None: its interval from
 now) and the poll's 304 record, if it was one, to write with the release."""
-
-QUEUE_PER_SLOT = 2
-"""Claimed sources waiting for a free slot, at most, per slot (see FleetSchedule)."""
 
 Poll = Callable[[SourceJob, Released, SourceState | None], Awaitable[datetime | None]]
 """A poll of one source, from the state its claim read, that reports when it is due again,
@@ -134,12 +130,10 @@ class FleetSchedule:
     due sources stay claimable by other workers, which also takes work away from a worker whose
     deliveries are slow.
 
-    A claim takes enough sources to fill the free slots and to have `QUEUE_PER_SLOT` times
-    `capacity` more waiting, and the next claim comes when at most half that many wait: a
-    waiting source starts the moment a poll ends, without a database round, and a claim costs
-    about the same for one source as for twenty. Claiming for each slot as it freed (1.7 sources
-    a claim) made claims most of the database's time in bench/scale. A waiting source is polled
-    at most a few polls' time late; a stopping worker hands its waiting sources back untouched.
+    A claim takes only as many sources as there are free slots. A queue of claimed sources
+    behind the slots made claims cheaper (8 sources a claim instead of 1.7 in bench/scale) but
+    let one worker hoard sources while others stood idle, when polls wait for their hosts'
+    turns (tests/test_fleet.py saw a worker get none): it was taken out.
     """
 
     def __init__(
@@ -175,8 +169,6 @@ class FleetSchedule:
         """Sources in the table that this worker has no settings for: never claimed again."""
         self._claimed_full = False
         """Whether the last claim took all it asked for (more may be due at once)."""
-        self._waiting: deque[tuple[SourceJob, SourceState]] = deque()
-        """Claimed sources waiting for a free slot, in claim order (most overdue first)."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
@@ -193,11 +185,6 @@ class FleetSchedule:
         self._wake.set()
         if self._loop is not None:
             await self._loop
-        waiting = [job.name for job, _ in self._waiting]
-        self._waiting.clear()
-        for name in waiting:  # not polled: due as they were, for the other workers at once
-            self._held.discard(name)
-            await asyncio.to_thread(self._release_now, name, None)
         await finish_tasks(list(self._running), grace_seconds, "poll(s)")
 
     async def _claim_loop(self) -> None:
@@ -215,7 +202,7 @@ class FleetSchedule:
             except Exception:  # the leases last two more renewals: the next one may succeed
                 log.exception("renewing leases failed; retrying in %.1f s", renew_every)
             self._wake.clear()
-            if self._claimed_full and self._wanted() > 0:
+            if self._capacity - len(self._running) > 0 and self._claimed_full:
                 continue  # a full batch: more sources may be due, claim again at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._claim_every)
@@ -228,11 +215,11 @@ class FleetSchedule:
         every poll of this process meanwhile.
         """
         self._claimed_full = False
-        wanted = self._wanted()
-        if wanted < 1:
+        free = self._capacity - len(self._running)
+        if free < 1:
             return
-        rows = await asyncio.to_thread(self._claim_now, wanted, frozenset(self._foreign))
-        self._claimed_full = len(rows) >= wanted
+        rows = await asyncio.to_thread(self._claim_now, free, frozenset(self._foreign))
+        self._claimed_full = len(rows) >= free
         for row in rows:
             name = row.name
             job = self._jobs.get(name)
@@ -241,23 +228,9 @@ class FleetSchedule:
                 log.info("source %s: not in this worker's settings; left to the others", name)
                 await asyncio.to_thread(self._release_now, name, None)
                 continue
-            self._held.add(name)
-            self._waiting.append((job, source_state_of(row._mapping, job.url)))
-        self._start_waiting()
-
-    def _wanted(self) -> int:
-        """How many sources to claim now: none while enough wait for a slot, else enough to
-        fill every slot and the queue behind them (see the class docstring)."""
-        queue = QUEUE_PER_SLOT * self._capacity
-        if len(self._waiting) > queue // 2:
-            return 0
-        return self._capacity + queue - len(self._running) - len(self._waiting)
-
-    def _start_waiting(self) -> None:
-        """Poll claimed sources while slots are free."""
-        while self._waiting and len(self._running) < self._capacity and not self._stopping:
-            job, state = self._waiting.popleft()
+            state = source_state_of(row._mapping, job.url)
             task = asyncio.create_task(self._poll_and_release(job, state))
+            self._held.add(name)
             self._running.add(task)
             task.add_done_callback(self._done)
 
@@ -274,9 +247,7 @@ class FleetSchedule:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._start_waiting()
-        if self._wanted() > 0:
-            self._wake.set()  # few claimed sources wait: claim more
+        self._wake.set()  # a slot is free: due sources may be waiting for it
 
     async def _renew(self) -> None:
         names = list(self._held)

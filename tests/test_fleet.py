@@ -87,13 +87,16 @@ class Farm:
     unchanged), logging (path, worker, arrival) for every request."""
 
     sites: list[SampleSite]
-    items: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    items: dict[int, list[tuple[str, str, int]]] = field(default_factory=dict)
+    """Per feed, newest first: (title, text, the item's own number, which its link keeps: a
+    link made of the item's position would pass from one article to the next as items are
+    added, and the bot rightly takes one URL for one article)."""
     log: list[tuple[str, str, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         for feed in range(FEEDS):
-            self.items[feed] = [(f"Weather note {feed}-{n}", "Mild and dry.") for n in range(2)]
+            self.items[feed] = [(f"Weather note {feed}-{n}", "Mild and dry.", n) for n in (1, 0)]
             self.site(feed).route(self.path(feed), functools.partial(self.answer, feed))
 
     def site(self, feed: int) -> SampleSite:
@@ -105,7 +108,7 @@ class Farm:
 
     def add(self, feed: int, title: str, text: str) -> None:
         with self.lock:
-            self.items[feed].insert(0, (title, text))
+            self.items[feed].insert(0, (title, text, len(self.items[feed])))
 
     def answer(self, feed: int, request: Request) -> Response:
         with self.lock:
@@ -114,9 +117,9 @@ class Farm:
             )
             base = self.site(feed).base_url
             entries = "".join(
-                f"<item><title>{title}</title><link>{base}/a/{feed}/{index}</link>"
+                f"<item><title>{title}</title><link>{base}/a/{feed}/{number}</link>"
                 f"<guid>{feed}-{title}</guid><description>{text}</description></item>"
-                for index, (title, text) in enumerate(self.items[feed])
+                for title, text, number in self.items[feed]
             )
         body = (
             '<?xml version="1.0"?><rss version="2.0"><channel>'

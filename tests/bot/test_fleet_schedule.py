@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from bot.coordination import claim_sources, register_sources
-from bot.fleet import QUEUE_PER_SLOT, FleetSchedule, lease_of
+from bot.fleet import FleetSchedule, lease_of
 from bot.ingest import SourceJob
 from bot.schema import sources
 from bot.settings import SettingsError, load_settings
@@ -233,49 +232,3 @@ async def test_a_release_during_a_renewal_is_not_reported_as_a_lost_lease(
     assert worker._held == {"b", "c"}
     await worker.stop(grace_seconds=0.1)
 
-
-async def test_a_claim_fills_the_free_slots_and_a_queue_as_long_behind_them(
-    store: Store,
-) -> None:
-    """Ten due sources, two slots: the first claim takes six (two polled, four waiting), a
-    waiting source starts as a slot frees, never more than two polls at once, each source once."""
-    jobs = [SourceJob(f"s{n}", f"http://127.0.0.1:9/s{n}") for n in range(10)]
-    poll = Recorder("w1", every=60, seconds=0.1)
-    worker = FleetSchedule(
-        store.engine, jobs, poll, owner="w1", lease=timedelta(seconds=3), capacity=2,
-        claim_every=0.05,
-    )  # fmt: skip
-    claimed: list[int] = []
-    claim_now = worker._claim_now
-
-    def counted(limit: int, skip: frozenset[str]) -> list[Any]:
-        rows = claim_now(limit, skip)
-        claimed.append(len(rows))
-        return rows
-
-    worker._claim_now = counted  # type: ignore[method-assign]
-    worker.start()
-    await asyncio.sleep(1.0)
-    await worker.stop(grace_seconds=1)
-    assert claimed[0] == 2 + QUEUE_PER_SLOT * 2
-    assert sum(claimed) == 10
-    assert sorted(name for name, *_ in poll.polls) == sorted(job.name for job in jobs)
-    spans = [(start, end) for _, _, start, end in poll.polls]
-    most_at_once = max(sum(1 for s, e in spans if s <= at < e) for at, _ in spans)
-    assert most_at_once == 2
-
-
-async def test_stop_hands_sources_still_waiting_for_a_slot_back_unpolled(store: Store) -> None:
-    poll = Recorder("w1", every=60, seconds=0.5)
-    worker = schedule(store, poll, capacity=1)  # claims a, b, c: polls a; b and c wait
-    worker.start()
-    await asyncio.sleep(0.2)
-    await worker.stop(grace_seconds=1)
-    with store.engine.begin() as connection:
-        rows = connection.execute(select(sources.c.name, sources.c.lease_owner)).all()
-        again = claim_sources(
-            connection, "w2", now=datetime.now(UTC), lease=timedelta(seconds=3), limit=5
-        )
-    assert [name for name, *_ in poll.polls] == ["a"]
-    assert all(owner is None for _, owner in rows)
-    assert sorted(again) == ["b", "c"]  # still due: another worker polls them at once
