@@ -50,7 +50,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
-from feeds.politeness import host_of
+from feeds.politeness import SendSpacing, host_of
 
 from .database_url import connect_arguments
 
@@ -151,6 +151,7 @@ class FleetHostGate:
         )
         self._opening = asyncio.Lock()
         self._opened = False
+        self._spacing = SendSpacing(min_delay)
 
     async def aclose(self) -> None:
         """Close the gate's connections (no request may be waiting on it any more)."""
@@ -179,6 +180,14 @@ class FleetHostGate:
         finally:
             if number is not None:
                 await self._release_slot(host, number)
+
+    async def sending(self, url: str) -> None:
+        """Spaces this process's own requests as they leave (a redirect hop back to the host, a
+        resend, a request that left late): the turn in the database spaces the fleet's starts."""
+        await self._spacing.wait(url)
+
+    def sent(self, url: str) -> None:
+        self._spacing.sent(url)
 
     async def _execute(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
         if not self._opened:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import logging
 import mimetypes
 import socket
 import socketserver
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -36,6 +37,8 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from bot.arrival_clock import ArrivalReader, enable_timestamps
 
 __all__ = ["PLACEHOLDER", "Request", "RequestLog", "Response", "SampleSite"]
 
@@ -66,6 +69,9 @@ _TEXT_TYPES = (
 )
 _GZIP_MIN_BYTES = 256
 """Below this, gzip costs more than it saves (and tests can still see identity responses)."""
+_GAP_WINDOW = 32
+"""How many recent arrivals a new one is compared with: handler threads get to requests in any
+order, so the nearest earlier arrival need not be the last one entered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +136,7 @@ class SampleSite:
         self._paths: Counter[str] = Counter()
         self._in_flight = 0
         self._peak_in_flight = 0
-        self._last_start: float | None = None
+        self._recent_starts: deque[float] = deque(maxlen=_GAP_WINDOW)
         self._min_start_gap: float | None = None
         self._keep_log = True
         self._stopping = threading.Event()
@@ -219,7 +225,8 @@ class SampleSite:
             self._statuses.clear()
             self._paths.clear()
             self._peak_in_flight = self._in_flight
-            self._last_start = self._min_start_gap = None
+            self._recent_starts.clear()
+            self._min_start_gap = None
 
     @property
     def status_counts(self) -> dict[int, int]:
@@ -251,7 +258,8 @@ class SampleSite:
     def min_start_gap(self) -> float | None:
         """The shortest time (seconds) between the arrivals of two requests at this site since
         the last `clear_requests` (None: fewer than two): what a client's per-host delay is
-        checked against."""
+        checked against. Arrival is when the kernel received a request's first bytes (see
+        `bot.arrival_clock`), not when a busy process got round to it."""
         with self._lock:
             return self._min_start_gap
 
@@ -260,16 +268,15 @@ class SampleSite:
         with self._lock:
             self._keep_log = keep
 
-    def _enter(self) -> None:
+    def _enter(self, arrival: float) -> None:
         with self._lock:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
-            now = time.monotonic()
-            if self._last_start is not None:
-                gap = now - self._last_start
+            if self._recent_starts:
+                gap = min(abs(arrival - earlier) for earlier in self._recent_starts)
                 if self._min_start_gap is None or gap < self._min_start_gap:
                     self._min_start_gap = gap
-            self._last_start = now
+            self._recent_starts.append(arrival)
 
     def _leave(self, status: int | None) -> None:
         with self._lock:
@@ -360,6 +367,9 @@ class _Server(ThreadingHTTPServer):
         # HTTPServer.server_bind asks DNS for the fully qualified name of the host: slow, and a
         # loopback fixture has no business on the network.
         socketserver.TCPServer.server_bind(self)
+        # Before any connection exists, so that a request arriving before its handler thread
+        # starts is stamped too (accepted sockets inherit the option).
+        enable_timestamps(self.socket)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
 
@@ -397,6 +407,21 @@ class _Handler(BaseHTTPRequestHandler):
     connection then waits for the client's delayed ACK (40 ms) on every response."""
 
     server: _Server
+    _arrivals: ArrivalReader
+
+    def setup(self) -> None:
+        super().setup()
+        # Read through a reader that knows when each request's bytes reached the host.
+        enable_timestamps(self.connection)
+        self.rfile.close()  # the socket's own reader: closed, or the socket's close waits for it
+        self._arrivals = ArrivalReader(self.connection)
+        self.rfile = io.BufferedReader(self._arrivals)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self._arrivals.reset()
 
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
@@ -407,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
         )
         site = self.server.site
-        site._enter()
+        arrival = self._arrivals.arrival()
+        site._enter(arrival if arrival is not None else time.time())
         sent: int | None = None
         try:
             try:

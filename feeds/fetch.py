@@ -32,7 +32,7 @@ from feeds.errors import FetchError, FetchErrorKind
 from feeds.models import ConditionalHeaders, FetchResult, NotModified
 from feeds.netguard import AddressPolicy, BlockedAddress, check_url
 from feeds.politeness import RequestGate
-from feeds.resend import StaleConnectionResend
+from feeds.resend import OnSend, StaleConnectionResend
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -153,7 +153,9 @@ async def fetch(
     With a `gate`, the request waits for its host's turn first; the wait is not counted in
     `limits.total_timeout`, which bounds only the time the server takes. A GET resent because
     its kept-alive connection turned out closed (feeds.resend) is the same request: same turn,
-    same deadline.
+    same deadline. Each request that goes on the wire (redirect hops and a resend too) also
+    awaits `gate.sending` as its head is written, inside the deadline: that wait is short
+    unless a hop goes back to a host within its delay.
 
     With a `policy`, `url` and every redirect hop must be hosts it allows (else FetchError of
     kind BLOCKED, before any request to them), and so must the addresses connected to, when the
@@ -165,7 +167,7 @@ async def fetch(
         if gate is None:
             return await _fetch(client, url, validators, limits, accept, policy)
         async with gate.slot(url):
-            return await _fetch(client, url, validators, limits, accept, policy)
+            return await _fetch(client, url, validators, limits, accept, policy, gate)
 
 
 async def _fetch(
@@ -175,6 +177,7 @@ async def _fetch(
     limits: FetchLimits,
     accept: str,
     policy: AddressPolicy | None = None,
+    on_send: OnSend | None = None,
 ) -> FetchResult | NotModified:
     headers = {"Accept": accept}
     if validators is not None:
@@ -185,7 +188,9 @@ async def _fetch(
     try:
         async with asyncio.timeout(limits.total_timeout):
             request = client.build_request("GET", url, headers=headers, timeout=_timeout(limits))
-            response, permanent = await _send(client, request, limits.max_redirects, policy)
+            response, permanent = await _send(
+                client, request, limits.max_redirects, policy, on_send
+            )
             try:
                 return await _read(response, url, permanent, validators, limits.max_bytes)
             finally:
@@ -219,6 +224,7 @@ async def _send(
     request: httpx.Request,
     max_redirects: int,
     policy: AddressPolicy | None = None,
+    on_send: OnSend | None = None,
 ) -> tuple[httpx.Response, str | None]:
     """Send following at most `max_redirects` redirects, whatever the client was built with,
     each hop checked against `policy` before it is sent.
@@ -231,7 +237,7 @@ async def _send(
     """
     permanent: str | None = None
     all_permanent = True
-    sender = StaleConnectionResend(client)
+    sender = StaleConnectionResend(client, on_send)
     for _ in range(max_redirects + 1):
         if policy is not None:
             await check_url(str(request.url), policy)

@@ -25,12 +25,14 @@ on a connection already in use. So this one rule is written here, kept narrow:
 The resend goes back through the client's pool, which has already discarded the failed
 connection and checks any other idle one for a close that has arrived, so it normally goes out on
 a new connection. It is part of the same request for the caller: it runs inside the caller's
-politeness slot and total deadline (feeds.fetch), not in a slot or a deadline of its own.
+politeness slot and total deadline (feeds.fetch), not in a slot or a deadline of its own. On the
+wire it is a second request, so it waits for its host's delay like any other (`on_send`): the
+first one may have reached the server before the connection closed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -41,19 +43,42 @@ _NO_RESPONSE = "Server disconnected without sending a response"
 SEND_RESPONSE); tests/feeds/test_fetch_retry.py fails if a new httpcore words it otherwise."""
 
 
+class OnSend(Protocol):
+    """Told as each request's head is written (feeds.politeness.RequestGate has both)."""
+
+    async def sending(self, url: str) -> None:
+        """Awaited just before the head is written; the request waits until it returns."""
+        ...
+
+    def sent(self, url: str) -> None:
+        """Called once the head has been written."""
+        ...
+
+
+_SENDING = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+_SENT = frozenset({"http11.send_request_headers.complete", "http2.send_request_headers.complete"})
+
+
 class _ConnectionTrace:
     """Records what httpcore says it did for one attempt (httpx's `trace` extension; an async
-    client's httpcore requires the callback to be a coroutine function)."""
+    client's httpcore requires the callback to be a coroutine function), and holds the request
+    back at the moment of writing until `on_send` lets it go."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str, on_send: OnSend | None) -> None:
+        self.url = url
+        self.on_send = on_send
         self.connected = False
         self.sent = False
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in ("connection.connect_tcp.started", "connection.connect_unix_socket.started"):
             self.connected = True
-        elif event == "http11.send_request_headers.started":
+        elif event in _SENDING:
             self.sent = True
+            if self.on_send is not None:
+                await self.on_send.sending(self.url)
+        elif event in _SENT and self.on_send is not None:
+            self.on_send.sent(self.url)
 
     @property
     def reused(self) -> bool:
@@ -73,15 +98,16 @@ def _closed_early(error: httpx.HTTPError) -> bool:
 class StaleConnectionResend:
     """Sends one fetch's requests (`send`), resending at most one of them, as the module says."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, on_send: OnSend | None = None) -> None:
         self._client = client
+        self._on_send = on_send
         self.resent = False
         """Whether the one resend has been used (by this fetch)."""
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """`client.send(request, stream=True)` without following redirects, resent once if it
         failed on a reused connection before any response head."""
-        trace = _ConnectionTrace()
+        trace = _ConnectionTrace(str(request.url), self._on_send)
         request.extensions = {**request.extensions, "trace": trace}
         try:
             return await self._client.send(request, stream=True, follow_redirects=False)
@@ -90,7 +116,9 @@ class StaleConnectionResend:
             if self.resent or not idempotent or not trace.reused or not _closed_early(error):
                 raise
         self.resent = True
+        # The resend is another request on the wire: it waits for its moment too.
         request.extensions = {
-            key: value for key, value in request.extensions.items() if key != "trace"
+            **request.extensions,
+            "trace": _ConnectionTrace(str(request.url), self._on_send),
         }
         return await self._client.send(request, stream=True, follow_redirects=False)

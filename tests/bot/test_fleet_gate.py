@@ -19,7 +19,10 @@ import pytest
 from sqlalchemy import text
 
 from bot.fleet_gate import FleetHostGate
+from bot.sample_site import Request, Response, SampleSite
 from bot.store import Store
+from feeds.fetch import fetch, make_client
+from feeds.models import FetchResult
 
 URL = "http://news.test/feed.xml"
 
@@ -139,3 +142,26 @@ def test_the_fleet_gate_refuses_sqlite(tmp_path: Path) -> None:
         pytest.raises(ValueError, match="needs PostgreSQL"),
     ):
         FleetHostGate(store.engine, "w")
+
+
+async def test_a_redirect_back_to_the_host_waits_for_its_delay(
+    stores: list[Store], sample_site: SampleSite
+) -> None:
+    """The database spaces the fleet's turns; a second request inside one turn (a redirect hop
+    back to the host) is spaced by the worker as it leaves."""
+    arrivals: list[float] = []
+
+    def record(request: Request) -> Response:
+        arrivals.append(time.monotonic())
+        return Response(200, {"Content-Type": "text/plain"}, b"ok")
+
+    sample_site.route("/moved", lambda request: Response(302, {"Location": "/r"}, b""))
+    sample_site.route("/r", record)
+    async with (
+        gates(stores[:1], per_host=2, min_delay=0.3) as (gate,),
+        make_client("wirewatch-test") as client,
+    ):
+        started = time.monotonic()
+        result = await fetch(client, sample_site.url("/moved"), gate=gate)
+    assert isinstance(result, FetchResult) and result.content == b"ok"
+    assert arrivals[0] - started >= 0.3 - 0.02  # without the spacing: at once

@@ -132,6 +132,12 @@ class CountingGate:
             finally:
                 self.held = None
 
+    async def sending(self, url: str) -> None:
+        await self.inner.sending(url)
+
+    def sent(self, url: str) -> None:
+        self.inner.sent(url)
+
 
 async def two_fetches(
     server: StaleServer, gate: CountingGate | None = None

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from itertools import pairwise
 
+import httpx
 import pytest
 
 from bot.sample_site import Request, Response, SampleSite
@@ -103,3 +104,43 @@ async def test_the_global_limit_caps_all_hosts_together(
 def test_limits_are_checked() -> None:
     with pytest.raises(ValueError):
         HostGate(per_host=0)
+
+
+async def test_a_request_that_leaves_late_still_keeps_the_next_a_delay_behind(
+    sample_site: SampleSite,
+) -> None:
+    """The first request is granted its turn but leaves 0.25 s later (here a request hook that
+    dawdles; in production an event loop busy parsing). The second, granted a delay after the
+    first's grant, must still reach the host a whole delay after the first arrived."""
+    recorder = Recorder(0.0)
+    sample_site.route("/r", recorder)
+    gate = HostGate(total=10, per_host=2, min_delay=0.3)
+    dawdled = False
+
+    async def dawdle_once(request: httpx.Request) -> None:
+        nonlocal dawdled
+        if not dawdled:
+            dawdled = True
+            await asyncio.sleep(0.25)
+
+    async with make_client("wirewatch-test") as client:
+        client.event_hooks["request"].append(dawdle_once)
+        await asyncio.gather(
+            *(fetch(client, sample_site.url(f"/r?{n}"), gate=gate) for n in (1, 2))
+        )
+    first, second = sorted(recorder.starts)
+    # Without the check at sending, the two arrive 0.05 s apart.
+    assert second - first >= 0.3 - 0.02
+
+
+async def test_a_redirect_back_to_the_host_waits_for_its_delay(sample_site: SampleSite) -> None:
+    recorder = Recorder(0.0)
+    sample_site.route("/moved", lambda request: Response(302, {"Location": "/r"}, b""))
+    sample_site.route("/r", recorder)
+    gate = HostGate(total=10, per_host=2, min_delay=0.3)
+    async with make_client("wirewatch-test") as client:
+        started = time.monotonic()
+        result = await fetch(client, sample_site.url("/moved"), gate=gate)
+    assert result.content == b"ok"  # type: ignore[union-attr]
+    # The hop to /r left at least a delay after the request to /moved (which left at once).
+    assert recorder.starts[0] - started >= 0.3 - 0.02
