@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from .database_url import connect_arguments
 from .database_url import parse as parse_database_url
 
 log = logging.getLogger("wirewatch.leader")
@@ -75,7 +76,9 @@ class Leadership:
         url = parse_database_url(database)
         self._engine: Engine | None = None
         if url.get_backend_name() == "postgresql":
-            self._engine = create_engine(url, poolclass=NullPool, connect_args=_KEEPALIVE)
+            self._engine = create_engine(
+                url, poolclass=NullPool, connect_args={**connect_arguments(url), **_KEEPALIVE}
+            )
         self.retry = retry
         self._lead = lead
         self._follow = follow

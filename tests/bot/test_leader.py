@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,3 +178,29 @@ def test_a_retry_period_must_be_positive() -> None:
 
 async def _nothing() -> None:
     return None
+
+
+def test_a_database_that_accepts_but_never_answers_fails_the_attempt_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PostgreSQL host that takes the TCP connection and then says nothing (hung, or a
+    firewall half-open) must not hold the leader's attempt for ever: the connect timeout the
+    store and the host gate use applies to the lock's connection too."""
+    monkeypatch.setattr("bot.database_url.CONNECT_TIMEOUT_SECONDS", 2)  # libpq's least
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+
+        async def nothing() -> None:
+            return None
+
+        leadership = Leadership(
+            f"postgresql://wirewatch@127.0.0.1:{port}/wirewatch", lead=nothing, follow=nothing
+        )
+        outcome: list[bool] = []
+        attempt = threading.Thread(target=lambda: outcome.append(leadership._try_lock()))
+        started = time.monotonic()
+        attempt.start()
+        attempt.join(timeout=15)
+        assert not attempt.is_alive(), "the attempt still hangs on a silent server"
+    assert outcome == [False]
+    assert time.monotonic() - started < 10
