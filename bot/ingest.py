@@ -17,7 +17,6 @@ if the page changed (conditional GET with the page's stored validators).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import random
@@ -54,6 +53,7 @@ from feeds.templates import site_of
 from .bounds import bounded_article, newest_entries
 from .database_faults import database_problem
 from .metrics import Metrics
+from .parse_pool import off_loop
 from .poll_batch import NotModifiedBatch, NotModifiedPoll
 from .retention import drop_pruned
 from .store import ArticleIdentity, KnownArticle, SourceState, Store
@@ -258,15 +258,15 @@ class Ingestor:
             )
             return PollReport(source.name, not_modified=True, next_poll_at=next_poll)
         if source.listing is not None:
-            entries = await asyncio.to_thread(
+            entries = await off_loop(
                 parse_listing, response, source.name, source.listing
             )
             hints, salvaged = FeedHints(), None
         else:
-            entries, salvaged = await asyncio.to_thread(
+            entries, salvaged = await off_loop(
                 parse_feed_salvaged, response, source.name
             )
-            hints = await asyncio.to_thread(parse_hints, response)
+            hints = await off_loop(parse_hints, response)
             if salvaged:
                 log.warning("source %s: %s", source.name, salvaged)
         report = await self._ingest_entries(source, entries)
@@ -376,7 +376,7 @@ class Ingestor:
         first time: a re-fetched edit would count its own text twice) learn from it."""
         site = site_of(url)
         template = self.store.site_template(site)
-        cleaned = await asyncio.to_thread(
+        cleaned = await off_loop(
             self.metrics.time_extraction, clean_page, content, url, template
         )
         if learn and site and cleaned.fingerprints:
@@ -398,7 +398,7 @@ class Ingestor:
         For an update of a known article the page is asked for conditionally: if it did not
         change, its stored text is kept and only the feed's title and dates are new.
         """
-        from_feed = await asyncio.to_thread(article_from_entry, entry)
+        from_feed = await off_loop(article_from_entry, entry)
         from_feed = _with_url(from_feed, clean_url(entry.url) if entry.url else entry.url)
         none = ConditionalHeaders()
         if not needs_page(entry, from_feed, source.full_text):
@@ -439,7 +439,7 @@ class Ingestor:
             )
             return kept, None, page.validators, None
         from_page = await self._clean_page(page.content, page.url, learn=existing is None)
-        canonical = await asyncio.to_thread(canonical_link, page.content, page.url)
+        canonical = await off_loop(canonical_link, page.content, page.url)
         merged = merge_page_and_feed(from_page, from_feed)
         article = _with_url(merged, clean_url(canonical or merged.url))
         return article, None, page.validators, canonical

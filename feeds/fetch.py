@@ -154,8 +154,7 @@ async def fetch(
     `limits.total_timeout`, which bounds only the time the server takes. A GET resent because
     its kept-alive connection turned out closed (feeds.resend) is the same request: same turn,
     same deadline. Each request that goes on the wire (redirect hops and a resend too) also
-    awaits `gate.sending` as its head is written, inside the deadline: that wait is short
-    unless a hop goes back to a host within its delay.
+    awaits `gate.sending` as its head is written; that wait is not counted either.
 
     With a `policy`, `url` and every redirect hop must be hosts it allows (else FetchError of
     kind BLOCKED, before any request to them), and so must the addresses connected to, when the
@@ -186,11 +185,10 @@ async def _fetch(
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
     try:
-        async with asyncio.timeout(limits.total_timeout):
+        async with asyncio.timeout(limits.total_timeout) as deadline:
             request = client.build_request("GET", url, headers=headers, timeout=_timeout(limits))
-            response, permanent = await _send(
-                client, request, limits.max_redirects, policy, on_send
-            )
+            spaced = _DeadlinePaused(on_send, deadline) if on_send is not None else None
+            response, permanent = await _send(client, request, limits.max_redirects, policy, spaced)
             try:
                 return await _read(response, url, permanent, validators, limits.max_bytes)
             finally:
@@ -217,6 +215,30 @@ async def _fetch(
         # Refused, reset, DNS, TLS, a protocol violation or an undecodable body: the transport
         # did not give us a usable answer.
         raise FetchError(FetchErrorKind.CONNECTION, _describe(error), url=url) from error
+
+
+class _DeadlinePaused:
+    """Passes a request's `sending`/`sent` on to the gate, and moves the fetch's deadline back by
+    the time `sending` held the request: the total timeout bounds how long the server takes, not
+    how long we wait to be polite (a turn that comes late because the host's previous request
+    left late must not turn into a timeout for a request never sent)."""
+
+    def __init__(self, gate: OnSend, deadline: asyncio.Timeout) -> None:
+        self._gate = gate
+        self._deadline = deadline
+
+    async def sending(self, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        started, when = loop.time(), self._deadline.when()
+        self._deadline.reschedule(None)
+        try:
+            await self._gate.sending(url)
+        finally:
+            if when is not None:
+                self._deadline.reschedule(when + loop.time() - started)
+
+    def sent(self, url: str) -> None:
+        self._gate.sent(url)
 
 
 async def _send(

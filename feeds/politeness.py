@@ -9,13 +9,13 @@ Three limits, applied to every request wirewatch makes (feeds, article pages, ro
   with fifty feeds is visited at a steady pace instead of in a burst.
 
 The delay is kept twice. A slot reserves its start a delay after the previous reservation, so
-waiters queue up in order. And the moment a request's head is about to be written (`sending`,
-called from httpcore's trace hook, for every redirect hop and resend too), it waits until a
-delay has passed since the last request to that host was written (`sent`, the trace's next
-event). The second check is what a site sees: a request granted on time can still leave late,
-behind an event loop busy with parsing, and without it the next one, leaving on time, would
-arrive less than a delay after it (bench/ingest's farm saw 0.93 s gaps at a 1 s delay); a
-redirect to the same host would follow at once.
+waiters queue up in order. And every request that goes on the wire (each redirect hop and
+resend too) waits, just before it is handed to the HTTP client (`sending`), until the host's
+previous request has been written and a delay has passed since (`sent`, from httpcore's trace
+hook as the head is written). The second check is what a site sees: a request granted on time
+can still leave late, behind an event loop busy with parsing, and without it the next one,
+leaving on time, would arrive less than a delay after it (bench/ingest's farm saw 0.93 s gaps
+at a 1 s delay); a redirect to the same host would follow at once.
 
 A host is the URL's host name without the port: two ports on one machine are still one machine's
 load. Written by hand because the asyncio primitives do it in a few lines and no maintained
@@ -30,6 +30,7 @@ feeds/ knowing about it.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -48,13 +49,13 @@ class RequestGate(Protocol):
         ...
 
     async def sending(self, url: str) -> None:
-        """Awaited inside the slot just before a request's head is written to `url` (each
-        redirect hop and resend too); returns once the host may receive it."""
+        """Awaited inside the slot before each request to `url` is handed to the HTTP client
+        (each redirect hop and resend too); returns once the host may receive it."""
         ...
 
     def sent(self, url: str) -> None:
-        """Called once that head has been written: the moment the next request's delay runs
-        from (writing it can still wait behind other tasks after `sending` returned)."""
+        """Called once after each `sending`: when the request's head has been written (the
+        moment the next request's delay runs from), or when it failed before that."""
         ...
 
 
@@ -63,11 +64,24 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-class SendSpacing:
-    """The least time between two requests *leaving* for one host, checked as each leaves.
+@dataclass(slots=True)
+class _Outgoing:
+    written: float
+    """When the host's last request was written (or, while one is on its way, let go)."""
+    on_its_way: bool
+    settled: asyncio.Event
+    """Set while no request to the host is between `wait` and `sent`."""
 
-    Kept per process: it sees only this process's requests (bot.fleet_gate spaces a fleet's
-    turns in the database and uses this for the requests that follow a turn, such as redirects).
+
+class SendSpacing:
+    """The least time between two requests *written* to one host.
+
+    `wait` lets one request to a host go at a time, once a delay has passed since the previous
+    one was written; `sent` records when it was. Until then the next one waits, so a request
+    that takes long to get onto the wire (a new connection, a busy event loop) never has the
+    next one overtake it or follow it closer than the delay. Kept per process: it sees only
+    this process's requests (bot.fleet_gate spaces a fleet's turns in the database and uses this
+    for the requests that follow a turn, such as redirects).
     """
 
     def __init__(
@@ -80,25 +94,33 @@ class SendSpacing:
         self._min_delay = min_delay
         self._clock = clock
         self._sleep = sleep
-        self._last_sent: dict[str, float] = {}
+        self._hosts: dict[str, _Outgoing] = {}
 
     async def wait(self, url: str) -> None:
-        """Return once a request to `url` may leave."""
-        host = host_of(url)
-        last = self._last_sent.get(host)
-        if last is not None and self._min_delay > 0:
-            # Checked again after each sleep: another request may have left meanwhile.
-            while (wait := last + self._min_delay - self._clock()) > 0:
+        """Return once a request to `url` may go; call `sent` when it has been written."""
+        host = self._hosts.get(host_of(url))
+        if host is None:
+            event = asyncio.Event()
+            event.set()
+            host = self._hosts[host_of(url)] = _Outgoing(-math.inf, False, event)
+        while True:  # checked again after every wait: another request may have gone meanwhile
+            if host.on_its_way:
+                await host.settled.wait()
+            elif (wait := host.written + self._min_delay - self._clock()) > 0:
                 await self._sleep(wait)
-                last = self._last_sent[host]
-        self._last_sent[host] = self._clock()
+            else:
+                break
+        host.on_its_way = True
+        host.settled.clear()
+        host.written = self._clock()
 
     def sent(self, url: str) -> float:
-        """Note that the request `wait` let go has been written; returns when that was."""
-        host = host_of(url)
-        now = self._clock()
-        written = self._last_sent[host] = max(self._last_sent.get(host, now), now)
-        return written
+        """The request `wait` let go has been written (or failed first); returns when."""
+        host = self._hosts[host_of(url)]
+        host.written = max(host.written, self._clock())
+        host.on_its_way = False
+        host.settled.set()
+        return host.written
 
 
 @dataclass(slots=True)

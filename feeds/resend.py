@@ -44,14 +44,14 @@ SEND_RESPONSE); tests/feeds/test_fetch_retry.py fails if a new httpcore words it
 
 
 class OnSend(Protocol):
-    """Told as each request's head is written (feeds.politeness.RequestGate has both)."""
+    """Told about each request that goes on the wire (feeds.politeness.RequestGate has both)."""
 
     async def sending(self, url: str) -> None:
-        """Awaited just before the head is written; the request waits until it returns."""
+        """Awaited before the request is handed to the client; it waits until this returns."""
         ...
 
     def sent(self, url: str) -> None:
-        """Called once the head has been written."""
+        """Called once its head has been written (or, if it never was, once it failed)."""
         ...
 
 
@@ -61,24 +61,30 @@ _SENT = frozenset({"http11.send_request_headers.complete", "http2.send_request_h
 
 class _ConnectionTrace:
     """Records what httpcore says it did for one attempt (httpx's `trace` extension; an async
-    client's httpcore requires the callback to be a coroutine function), and holds the request
-    back at the moment of writing until `on_send` lets it go."""
+    client's httpcore requires the callback to be a coroutine function), and tells `on_send`
+    the moment the request's head has been written."""
 
     def __init__(self, url: str, on_send: OnSend | None) -> None:
         self.url = url
         self.on_send = on_send
         self.connected = False
         self.sent = False
+        self.written = False
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in ("connection.connect_tcp.started", "connection.connect_unix_socket.started"):
             self.connected = True
         elif event in _SENDING:
             self.sent = True
+        elif event in _SENT:
+            self.settle()
+
+    def settle(self) -> None:
+        """Tell `on_send` once: when the head was written, else when the attempt ended."""
+        if not self.written:
+            self.written = True
             if self.on_send is not None:
-                await self.on_send.sending(self.url)
-        elif event in _SENT and self.on_send is not None:
-            self.on_send.sent(self.url)
+                self.on_send.sent(self.url)
 
     @property
     def reused(self) -> bool:
@@ -101,24 +107,35 @@ class StaleConnectionResend:
     def __init__(self, client: httpx.AsyncClient, on_send: OnSend | None = None) -> None:
         self._client = client
         self._on_send = on_send
+        self._trace = _ConnectionTrace("", None)
+        """The last attempt's trace."""
         self.resent = False
         """Whether the one resend has been used (by this fetch)."""
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """`client.send(request, stream=True)` without following redirects, resent once if it
         failed on a reused connection before any response head."""
-        trace = _ConnectionTrace(str(request.url), self._on_send)
-        request.extensions = {**request.extensions, "trace": trace}
         try:
-            return await self._client.send(request, stream=True, follow_redirects=False)
+            return await self._attempt(request)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
             idempotent = request.method in ("GET", "HEAD")
+            trace = self._trace
             if self.resent or not idempotent or not trace.reused or not _closed_early(error):
                 raise
         self.resent = True
         # The resend is another request on the wire: it waits for its moment too.
-        request.extensions = {
-            **request.extensions,
-            "trace": _ConnectionTrace(str(request.url), self._on_send),
-        }
-        return await self._client.send(request, stream=True, follow_redirects=False)
+        return await self._attempt(request)
+
+    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+        """One request on the wire. It waits for its host's moment *before* the client picks a
+        connection: waiting on a kept-alive connection already picked would give the server
+        time to close it under us."""
+        url = str(request.url)
+        trace = self._trace = _ConnectionTrace(url, self._on_send)
+        request.extensions = {**request.extensions, "trace": trace}
+        if self._on_send is not None:
+            await self._on_send.sending(url)
+        try:
+            return await self._client.send(request, stream=True, follow_redirects=False)
+        finally:
+            trace.settle()

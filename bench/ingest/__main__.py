@@ -30,7 +30,9 @@ Reported per round: wall time, feeds per second (and net of start-up), requests 
 pages, robots.txt), the share of feed requests answered 304, and from the servers' side: the most
 requests any one host was serving at once (against `--per-host`), the shortest time between two
 requests reaching one host (against `--host-delay`), the most requests one host got and the floor
-that puts on the round; and the tool's peak memory (max RSS of its process, from wait4). Both
+that puts on the round; the tool's peak memory (max RSS of its process, from wait4); and for
+wirewatch, the feeds whose last poll failed (from its database: a healthy farm should give
+none, so any are the tool's own doing, such as timeouts while it was too busy to read). Both
 tools run as subprocesses of this one, one after the other, on the same farm, in the same run;
 wirewatch runs with the per-host limits on, and the last line says whether the servers saw them
 held.
@@ -39,13 +41,15 @@ held.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +82,8 @@ class Round:
     peak_rss_mb: float
     exit_code: int
     busiest: int = 0
+    failed: int | None = None
+    """Sources whose last poll failed, from the tool's own records (None: not known)."""
     """The most requests one host got in the round: with a per-host delay d, the round cannot
     take less than (busiest - 1) * d, however fast the tool."""
 
@@ -234,7 +240,12 @@ def rss2email_config(farm: Farm, folder: Path) -> Path:
 
 
 def one_round(
-    farm: Farm, tool: str, name: str, command: Sequence[str], env: dict[str, str]
+    farm: Farm,
+    tool: str,
+    name: str,
+    command: Sequence[str],
+    env: dict[str, str],
+    failed: Callable[[], int | None] = lambda: None,
 ) -> Round:
     farm.reset_counters()
     seconds, rss, code = run_measured(command, env)
@@ -253,7 +264,19 @@ def one_round(
         rss,
         code,
         farm.busiest(),
+        failed(),
     )
+
+
+def failed_sources(database: Path) -> int | None:
+    """wirewatch's sources whose last poll failed (their failure streak is running)."""
+    if not database.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        (count,) = connection.execute(
+            "SELECT count(*) FROM sources WHERE failure_streak > 0"
+        ).fetchone()
+    return int(count)
 
 
 def bench_tool(
@@ -263,13 +286,14 @@ def bench_tool(
     startup_command: Sequence[str],
     env: dict[str, str],
     changed: float,
+    failed: Callable[[], int | None] = lambda: None,
 ) -> list[Round]:
     """Start-up alone, then the cold round, then the warm round after `changed` feeds grew."""
     seconds = min(run_measured(startup_command, env)[0] for _ in range(3))
     startup = Round(tool, "start-up", seconds, 0, 0, 0, 0, 0, 0, None, 0.0, 0)
-    cold = one_round(farm, tool, "cold", command, env)
+    cold = one_round(farm, tool, "cold", command, env, failed)
     farm.add_items(changed)
-    warm = one_round(farm, tool, "warm", command, env)
+    warm = one_round(farm, tool, "warm", command, env, failed)
     return [startup, cold, warm]
 
 
@@ -279,13 +303,13 @@ def table(rounds: Sequence[Round], host_delay: float) -> str:
     lines = [
         "| tool | round | wall s | feeds/s | feeds/s net | feed req | page req | robots req "
         "| 304 share | peak per host | min gap s | busiest host req | delay floor s "
-        "| peak RSS MB | exit |",
-        "| --- | --- " + "| ---: " * 13 + "|",
+        "| peak RSS MB | exit | failed feeds |",
+        "| --- | --- " + "| ---: " * 14 + "|",
     ]
     startups = {r.tool: r.seconds for r in rounds if r.name == "start-up"}
     for r in rounds:
         if r.name == "start-up":
-            lines.append(f"| {r.tool} | start-up | {r.seconds:.2f} |" + " |" * 12)
+            lines.append(f"| {r.tool} | start-up | {r.seconds:.2f} |" + " |" * 13)
             continue
         share = r.not_modified / r.feed_requests if r.feed_requests else 0.0
         gap = "-" if r.min_gap is None else f"{r.min_gap:.3f}"
@@ -294,7 +318,7 @@ def table(rounds: Sequence[Round], host_delay: float) -> str:
             f"{net_rate(r, startups.get(r.tool, 0.0)):.0f} | "
             f"{r.feed_requests} | {r.page_requests} | {r.robots_requests} | {share:.0%} | "
             f"{r.peak_per_host} | {gap} | {r.busiest} | {max(r.busiest - 1, 0) * host_delay:.0f} | "
-            f"{r.peak_rss_mb:.0f} | {r.exit_code} |"
+            f"{r.peak_rss_mb:.0f} | {r.exit_code} | {'-' if r.failed is None else r.failed} |"
         )
     return "\n".join(lines)
 
@@ -342,7 +366,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             wirewatch = [sys.executable, "-m", "bot", "--config", str(config)]
             command = [*wirewatch, "--log-level", "ERROR", "run", "--once"]
             startup = [*wirewatch, "--log-level", "ERROR", "check"]
-            rounds += bench_tool(farm, "wirewatch", command, startup, env, args.changed)
+            database = folder / "wirewatch.sqlite3"
+            rounds += bench_tool(
+                farm,
+                "wirewatch",
+                command,
+                startup,
+                env,
+                args.changed,
+                lambda: failed_sources(database),
+            )
         if r2e:
             with Farm(args.hosts, args.feeds, args.items, args.latency) as farm:
                 r2e_config = rss2email_config(farm, folder)

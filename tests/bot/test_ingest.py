@@ -3,15 +3,19 @@ and how a source's failures are contained."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import event, update
 
+from bot import ingest as ingest_module
 from bot.ingest import Ingestor, SourceJob
+from bot.parse_pool import THREAD_NAME
 from bot.sample_site import Response, SampleSite
 from bot.schema import sources
 from bot.store import Store
@@ -489,3 +493,28 @@ async def test_an_unknown_publication_gap_is_worked_out_at_the_next_304_and_kept
     assert store.source_state("s", job.url).publish_gap_seconds == 3600
     assert (await ingestor.poll(job)).not_modified
     assert reads.count == 1
+
+
+async def test_a_poll_parses_and_cleans_in_the_parsing_pool(
+    site: SampleSite, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: dict[str, set[str]] = {}
+
+    def watched(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            threads.setdefault(name, set()).add(threading.current_thread().name)
+            return real(*args, **kwargs)
+
+        return call
+
+    steps = {"parse_feed_salvaged", "parse_hints", "clean_page", "article_from_entry"}
+    for name in steps:
+        monkeypatch.setattr(ingest_module, name, watched(name, getattr(ingest_module, name)))
+    site.set_file(
+        "/feed.xml", rss(site.base_url, ("g1", "Kyiv talks", "/a1")), "application/rss+xml"
+    )
+    site.set_file("/a1", ARTICLE, "text/html")
+    report = await ingestor.poll(SourceJob("s", site.url("/feed.xml")))
+    assert report.new_articles == 1
+    assert set(threads) == steps
+    assert all(name.startswith(THREAD_NAME) for names in threads.values() for name in names)

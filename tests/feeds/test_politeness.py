@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from bot.sample_site import Request, Response, SampleSite
-from feeds.fetch import fetch, make_client
+from feeds.fetch import FetchLimits, fetch, make_client
+from feeds.models import FetchResult
 from feeds.politeness import HostGate, host_of
 
 
@@ -144,3 +145,18 @@ async def test_a_redirect_back_to_the_host_waits_for_its_delay(sample_site: Samp
     assert result.content == b"ok"  # type: ignore[union-attr]
     # The hop to /r left at least a delay after the request to /moved (which left at once).
     assert recorder.starts[0] - started >= 0.3 - 0.02
+
+
+async def test_waiting_for_the_host_does_not_count_against_the_total_timeout(
+    sample_site: SampleSite,
+) -> None:
+    """The redirect hop waits 0.6 s for its turn, longer than the whole fetch may take: the
+    timeout bounds the server's time, and a request held back by politeness is not a timeout."""
+    sample_site.route("/moved", lambda request: Response(302, {"Location": "/r"}, b""))
+    sample_site.route("/r", Recorder(0.0))
+    gate = HostGate(total=10, per_host=2, min_delay=0.6)
+    async with make_client("wirewatch-test") as client:
+        result = await fetch(
+            client, sample_site.url("/moved"), gate=gate, limits=FetchLimits(total_timeout=0.4)
+        )
+    assert isinstance(result, FetchResult) and result.content == b"ok"
