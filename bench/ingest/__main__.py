@@ -269,14 +269,18 @@ def one_round(
 
 
 def failed_sources(database: Path) -> int | None:
-    """wirewatch's sources whose last poll failed (their failure streak is running)."""
+    """wirewatch's sources whose last poll failed (their failure streak is running); each
+    kind of error and an example are printed, so that a failure can be told from the farm's."""
     if not database.exists():
         return None
     with contextlib.closing(sqlite3.connect(database)) as connection:
-        (count,) = connection.execute(
-            "SELECT count(*) FROM sources WHERE failure_streak > 0"
-        ).fetchone()
-    return int(count)
+        kinds = connection.execute(
+            "SELECT last_error_kind, count(*), min(last_error) FROM sources "
+            "WHERE failure_streak > 0 GROUP BY last_error_kind ORDER BY 2 DESC"
+        ).fetchall()
+    for kind, count, example in kinds:
+        print(f"wirewatch: {count} feed(s) failed with {kind}, e.g. {example}", file=sys.stderr)
+    return sum(int(count) for _, count, _ in kinds)
 
 
 def bench_tool(
