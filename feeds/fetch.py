@@ -154,7 +154,8 @@ async def fetch(
     `limits.total_timeout`, which bounds only the time the server takes. A GET resent because
     its kept-alive connection turned out closed (feeds.resend) is the same request: same turn,
     same deadline. Each request that goes on the wire (redirect hops and a resend too) also
-    awaits `gate.sending` as its head is written; that wait is not counted either.
+    awaits `gate.sending` before it is handed to the client, and calls `gate.sent` once its
+    head has been written; that wait is not counted in the timeout either.
 
     With a `policy`, `url` and every redirect hop must be hosts it allows (else FetchError of
     kind BLOCKED, before any request to them), and so must the addresses connected to, when the
