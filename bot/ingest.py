@@ -229,10 +229,10 @@ class Ingestor:
         if not isinstance(response, FetchResult):
             # Nothing changed, so neither did the source's publication gap: the stored one
             # serves, without reading the source's articles (worked out only when unknown).
-            known = state.publish_gap_seconds
-            gap = self._publication_gap(source) if known is None else known
+            gap, found = state.publish_gap_seconds, None
+            if gap is None:
+                gap = found = self._publication_gap(source)
             next_poll = self._next_poll(source, response.lifetime, FeedHints(), gap)
-            found = gap if known is None else None
             if batch is not None:
                 batch.add(
                     NotModifiedPoll(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -30,20 +29,12 @@ THREAD_NAME = "wirewatch-parse"
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix=THREAD_NAME)
-        return _pool
+_POOL = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix=THREAD_NAME)
+"""Its threads start on first use (ThreadPoolExecutor starts them lazily)."""
 
 
 async def off_loop(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """`asyncio.to_thread` on the parsing pool: `func(*args, **kwargs)` in one of its threads,
     with the caller's context variables."""
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_executor(), call)
+    return await asyncio.get_running_loop().run_in_executor(_POOL, call)

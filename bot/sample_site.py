@@ -411,8 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # Read through a reader that knows when each request's bytes reached the host.
-        enable_timestamps(self.connection)
+        # Read through a reader that knows when each request's bytes reached the host (the
+        # connection inherited the listening socket's timestamps: _Server.server_bind).
         self.rfile.close()  # the socket's own reader: closed, or the socket's close waits for it
         self._arrivals = ArrivalReader(self.connection)
         self.rfile = io.BufferedReader(self._arrivals)

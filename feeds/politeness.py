@@ -68,9 +68,8 @@ def host_of(url: str) -> str:
 class _Outgoing:
     written: float
     """When the host's last request was written (or, while one is on its way, let go)."""
-    on_its_way: bool
     settled: asyncio.Event
-    """Set while no request to the host is between `wait` and `sent`."""
+    """Set while no request to the host is on its way (between `wait` and `sent`)."""
 
 
 class SendSpacing:
@@ -100,17 +99,15 @@ class SendSpacing:
         """Return once a request to `url` may go; call `sent` when it has been written."""
         host = self._hosts.get(host_of(url))
         if host is None:
-            event = asyncio.Event()
-            event.set()
-            host = self._hosts[host_of(url)] = _Outgoing(-math.inf, False, event)
+            host = self._hosts[host_of(url)] = _Outgoing(-math.inf, asyncio.Event())
+            host.settled.set()
         while True:  # checked again after every wait: another request may have gone meanwhile
-            if host.on_its_way:
+            if not host.settled.is_set():
                 await host.settled.wait()
             elif (wait := host.written + self._min_delay - self._clock()) > 0:
                 await self._sleep(wait)
             else:
                 break
-        host.on_its_way = True
         host.settled.clear()
         host.written = self._clock()
 
@@ -118,7 +115,6 @@ class SendSpacing:
         """The request `wait` let go has been written (or failed first); returns when."""
         host = self._hosts[host_of(url)]
         host.written = max(host.written, self._clock())
-        host.on_its_way = False
         host.settled.set()
         return host.written
 

@@ -107,34 +107,30 @@ class StaleConnectionResend:
     def __init__(self, client: httpx.AsyncClient, on_send: OnSend | None = None) -> None:
         self._client = client
         self._on_send = on_send
-        self._trace = _ConnectionTrace("", None)
-        """The last attempt's trace."""
         self.resent = False
         """Whether the one resend has been used (by this fetch)."""
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """`client.send(request, stream=True)` without following redirects, resent once if it
         failed on a reused connection before any response head."""
+        trace = _ConnectionTrace(str(request.url), self._on_send)
         try:
-            return await self._attempt(request)
+            return await self._attempt(request, trace)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
             idempotent = request.method in ("GET", "HEAD")
-            trace = self._trace
             if self.resent or not idempotent or not trace.reused or not _closed_early(error):
                 raise
         self.resent = True
         # The resend is another request on the wire: it waits for its moment too.
-        return await self._attempt(request)
+        return await self._attempt(request, _ConnectionTrace(str(request.url), self._on_send))
 
-    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+    async def _attempt(self, request: httpx.Request, trace: _ConnectionTrace) -> httpx.Response:
         """One request on the wire. It waits for its host's moment *before* the client picks a
         connection: waiting on a kept-alive connection already picked would give the server
         time to close it under us."""
-        url = str(request.url)
-        trace = self._trace = _ConnectionTrace(url, self._on_send)
         request.extensions = {**request.extensions, "trace": trace}
         if self._on_send is not None:
-            await self._on_send.sending(url)
+            await self._on_send.sending(trace.url)
         try:
             return await self._client.send(request, stream=True, follow_redirects=False)
         finally:
