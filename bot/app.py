@@ -423,6 +423,7 @@ class App:
             self.publish,
             owner=self.worker,
             clock=self.clock,
+            gate=self.ingestor.gate,
         )
         for source in self.settings.sources if fleet is None else ():
             state = self.store.source_state(source.name, source.url)

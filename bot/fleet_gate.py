@@ -24,6 +24,16 @@ for a busy host never holds a slot a request to an idle host could use. The wait
 short: at most `per_host` requests of the whole fleet contend for one host's turn, because each
 holds one of its slots.
 
+**Ahead of a claim's polls.** bot.fleet claims a few due sources at a time; `enter_ahead` then
+takes a slot and the turn for all their hosts in one statement, and the first request to each of
+those hosts passes without a statement of its own. Such a turn is stamped a moment ahead (a
+tenth of the delay): the request may start until then, and the fleet's next turn at that host
+comes a delay after it, so a request that starts a little after its turn was won still keeps its
+distance. Used later than that, the request takes the turn again. Finished requests' slots are
+freed together, one statement every FREE_GATHER_SECONDS at most. Before these two, the gate's
+two statements per request were most of the database's work per poll in bench/scale, and its
+share of a poll is what bounds how much a second worker adds on one machine.
+
 PostgreSQL only: SQLite serves one process, which HostGate already covers (bot.polling chooses).
 Written by hand because no library coordinates request pacing through a database.
 
@@ -41,8 +51,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +73,19 @@ CLAIM_RETRY_SECONDS = (0.02, 0.05, 0.1, 0.2)
 
 POOL_SIZE = 4
 """Database connections of one gate: its statements take a fraction of a millisecond each."""
+
+FREE_GATHER_SECONDS = 0.02
+"""How long a finished request's slot waits, to be freed with others in one statement: a slot
+held a moment longer costs a site nothing, a statement per request cost the database most of
+its share of a poll in bench/scale."""
+
+AHEAD_KEPT_SECONDS = 2.0
+"""How long a slot entered ahead waits for its request before it is freed unused."""
+
+AHEAD_FRESH_SHARE = 0.1
+"""A turn won ahead is used as won for this share of the host delay after it was asked for;
+later, the request takes the turn again (the fleet's next request may start a delay after the
+turn was won, so a request that used an old turn could reach the site too soon after it)."""
 
 # The request's way in, as one statement: claim the host's lowest free slot and, only if one
 # was claimed, take the host's turn. The outer SELECT sees the tables as they were before the
@@ -101,15 +126,68 @@ SELECT (SELECT count(*) FROM turn) > 0 AS won,
      WHERE host = %(host)s) AS wait
 """
 )
-# A host seen for the first time (or per_host raised): its slot rows.
+# Hosts seen for the first time (or per_host raised): their slot rows.
 _ADD_SLOTS = """
-INSERT INTO host_slots (host, slot) SELECT %(host)s, generate_series(0, %(per_host)s - 1)
+INSERT INTO host_slots (host, slot)
+SELECT host, generate_series(0, %(per_host)s - 1) FROM unnest(%(hosts)s::text[]) AS host
 ON CONFLICT (host, slot) DO NOTHING
 """
+# The way in for several hosts at once, ahead of their requests (`enter_ahead`): per host the
+# same claim of its lowest free slot and, with it, the same compare-and-set of its turn.
+_ENTER_AHEAD = """
+WITH wanted AS (SELECT unnest(%(hosts)s::text[]) AS host),
+free AS (
+    SELECT wanted.host, lowest.slot FROM wanted CROSS JOIN LATERAL (
+        SELECT slot FROM host_slots
+        WHERE host = wanted.host AND slot < %(per_host)s
+            AND (owner IS NULL OR expires_at <= now())
+        ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) AS lowest
+), claimed AS (
+    UPDATE host_slots SET owner = %(owner)s, expires_at = now() + %(hold)s
+    FROM free WHERE host_slots.host = free.host AND host_slots.slot = free.slot
+    RETURNING host_slots.host, host_slots.slot
+){turn}
+SELECT wanted.host, claimed.slot,
+    {won} AS won,
+    (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
+     WHERE host_turns.host = wanted.host) AS wait,
+    (SELECT count(*) FROM host_slots
+     WHERE host_slots.host = wanted.host AND slot < %(per_host)s) AS slots
+FROM wanted LEFT JOIN claimed ON claimed.host = wanted.host
+"""
+# A turn taken ahead is stamped at the last moment its request may start (`fresh`, after the
+# statement): the fleet's next request to the host then starts a delay after that at the earliest.
+_TURN_AHEAD = """, turn AS (
+    INSERT INTO host_turns (host, last_start) SELECT host, now() + %(fresh)s FROM claimed
+    ON CONFLICT (host) DO UPDATE SET last_start = now() + %(fresh)s
+    WHERE host_turns.last_start <= now() - %(delay)s
+    RETURNING host
+)"""
+_ENTER_AHEAD_SPACED = _ENTER_AHEAD.format(
+    turn=_TURN_AHEAD,
+    won="claimed.slot IS NOT NULL AND wanted.host IN (SELECT host FROM turn)",
+)
+_ENTER_AHEAD_UNSPACED = _ENTER_AHEAD.format(turn="", won="claimed.slot IS NOT NULL")
 _LEAVE = """
 UPDATE host_slots SET owner = NULL, expires_at = NULL
-WHERE host = %(host)s AND slot = %(slot)s AND owner = %(owner)s
+FROM unnest(%(hosts)s::text[], %(slots)s::integer[]) AS freed (host, slot)
+WHERE host_slots.host = freed.host AND host_slots.slot = freed.slot
+    AND host_slots.owner = %(owner)s
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A host's slot claimed ahead of its request (`FleetHostGate.enter_ahead`)."""
+
+    slot: int
+    won: bool
+    """Whether the host's turn was taken with it."""
+    wait: float
+    """When it was not: seconds until it may be, as of `asked`."""
+    asked: float
+    """time.monotonic() before the statement was sent: the turn is at least this old."""
 
 
 class FleetHostGate:
@@ -136,11 +214,17 @@ class FleetHostGate:
         self._global = asyncio.Semaphore(total)
         self._per_host = per_host
         self._enter = _ENTER_SPACED if min_delay > 0 else _ENTER_UNSPACED
+        self._enter_ahead = _ENTER_AHEAD_SPACED if min_delay > 0 else _ENTER_AHEAD_UNSPACED
+        self._fresh_for = AHEAD_FRESH_SHARE * min_delay if min_delay > 0 else float("inf")
+        self._ahead: dict[str, _Ahead] = {}
+        self._to_free: list[tuple[str, int]] = []
+        self._freeing: asyncio.Task[None] | None = None
         self._params = {
             "owner": owner,
             "hold": hold,
             "delay": timedelta(seconds=min_delay),
             "per_host": per_host,
+            "fresh": timedelta(seconds=AHEAD_FRESH_SHARE * min_delay),
         }
         self._pool = AsyncConnectionPool(
             kwargs=_connect_arguments(engine),
@@ -154,22 +238,62 @@ class FleetHostGate:
         self._spacing = SendSpacing(min_delay)
 
     async def aclose(self) -> None:
-        """Close the gate's connections (no request may be waiting on it any more)."""
+        """Free the slots entered ahead and unused, and close the gate's connections (no
+        request may be waiting on it any more)."""
+        for host in list(self._ahead):
+            self._free_unused(host, self._ahead[host])
+        if self._freeing is not None:
+            await self._freeing
         if self._opened:
             await self._pool.close()
+
+    async def enter_ahead(self, urls: Iterable[str]) -> None:
+        """Claim a slot and the turn of each URL's host in one statement, for requests about to
+        start: the next request to that host passes the gate without a statement of its own.
+
+        bot.fleet calls this with the feeds a claim just leased: one statement for the claim's
+        hosts instead of one per poll, which was the database's largest share of a poll in
+        bench/scale. A host whose slots are all busy, or that already has a slot entered ahead,
+        is left to its request's own way in. A slot entered ahead and not used within
+        AHEAD_KEPT_SECONDS is freed.
+        """
+        hosts = sorted({host_of(url) for url in urls} - self._ahead.keys())
+        if not hosts:
+            return
+        asked = time.monotonic()
+        rows = await self._execute_all(self._enter_ahead, hosts=hosts)
+        unmade = [host for host, number, _, _, slots in rows if number is None and not slots]
+        if unmade:  # hosts seen for the first time: make their slots, claim those again
+            await self._execute(_ADD_SLOTS, hosts=unmade)
+            asked = time.monotonic()
+            rows = [row for row in rows if row[0] not in unmade]
+            rows += await self._execute_all(self._enter_ahead, hosts=unmade)
+        loop = asyncio.get_running_loop()
+        for host, number, won, wait, _ in rows:
+            if number is None:
+                continue
+            ahead = _Ahead(int(number), bool(won), 0.0 if won else _at_least_a_moment(wait), asked)
+            self._ahead[host] = ahead
+            loop.call_later(AHEAD_KEPT_SECONDS, self._free_unused, host, ahead)
 
     @asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
         host = host_of(url)
-        number: int | None = None
+        ahead = self._ahead.pop(host, None)
+        number = None if ahead is None else ahead.slot
         attempt = 0
         try:
+            if ahead is not None and not ahead.won:
+                await asyncio.sleep(max(0.0, ahead.asked + ahead.wait - time.monotonic()))
             while True:
                 async with self._global:
-                    if number is None:
+                    if ahead is not None and ahead.won and self._still_fresh(ahead):
+                        won = True
+                    elif number is None:
                         number, won, wait = await self._try_enter(host)
                     else:
                         won, wait = await self._try_turn(host)
+                    ahead = None
                     if won:
                         yield
                         return
@@ -179,7 +303,7 @@ class FleetHostGate:
                 await asyncio.sleep(wait)
         finally:
             if number is not None:
-                await self._release_slot(host, number)
+                self._free(host, number)
 
     async def sending(self, url: str) -> None:
         """Spaces this process's own requests as they leave (a redirect hop back to the host, a
@@ -189,15 +313,53 @@ class FleetHostGate:
     def sent(self, url: str) -> None:
         self._spacing.sent(url)
 
-    async def _execute(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
+    def _still_fresh(self, ahead: _Ahead) -> bool:
+        return time.monotonic() - ahead.asked <= self._fresh_for
+
+    def _free_unused(self, host: str, ahead: _Ahead) -> None:
+        if self._ahead.get(host) is not ahead:
+            return  # used (or replaced) meanwhile
+        del self._ahead[host]
+        self._free(host, ahead.slot)
+
+    def _free(self, host: str, number: int) -> None:
+        """Free the slot with the others finished within FREE_GATHER_SECONDS (the slot's hold
+        frees it anyway if the statement fails or the process dies first)."""
+        self._to_free.append((host, number))
+        if self._freeing is None or self._freeing.done():
+            self._freeing = asyncio.get_running_loop().create_task(self._free_gathered())
+
+    async def _free_gathered(self) -> None:
+        while self._to_free:
+            await asyncio.sleep(FREE_GATHER_SECONDS)
+            gathered, self._to_free = self._to_free, []
+            try:
+                await self._execute(
+                    _LEAVE,
+                    hosts=[host for host, _ in gathered],
+                    slots=[number for _, number in gathered],
+                )
+            except Exception:  # never fail a request for it
+                log.exception("could not free %d request slot(s)", len(gathered))
+
+    async def _open(self) -> None:
         if not self._opened:
             async with self._opening:
                 if not self._opened:
                     await self._pool.open()
                     self._opened = True
+
+    async def _execute(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
+        await self._open()
         async with self._pool.connection() as connection:
             cursor = await connection.execute(sql, {**self._params, **params})
             return await cursor.fetchone() if cursor.description else None
+
+    async def _execute_all(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        await self._open()
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(sql, {**self._params, **params})
+            return await cursor.fetchall()
 
     async def _try_enter(self, host: str) -> tuple[int | None, bool, float]:
         """Claim a slot and, with it, the host's turn: (slot or None, turn won, seconds to wait
@@ -207,7 +369,7 @@ class FleetHostGate:
         number, won, wait, slots = row
         if number is None and int(slots or 0) < self._per_host:
             # A host seen for the first time (or per_host raised): make its slots, claim again.
-            await self._execute(_ADD_SLOTS, host=host)
+            await self._execute(_ADD_SLOTS, hosts=[host])
             row = await self._execute(self._enter, host=host)
             assert row is not None
             number, won, wait, _ = row
@@ -220,12 +382,6 @@ class FleetHostGate:
         assert row is not None
         won, wait = row
         return bool(won), _at_least_a_moment(wait)
-
-    async def _release_slot(self, host: str, number: int) -> None:
-        try:
-            await self._execute(_LEAVE, host=host, slot=number)
-        except Exception:  # the slot's expiry frees it anyway; never fail the request for it
-            log.exception("could not free request slot %d of %s", number, host)
 
 
 def _connect_arguments(engine: Engine) -> dict[str, Any]:

@@ -165,3 +165,125 @@ async def test_a_redirect_back_to_the_host_waits_for_its_delay(
         result = await fetch(client, sample_site.url("/moved"), gate=gate)
     assert isinstance(result, FetchResult) and result.content == b"ok"
     assert arrivals[0] - started >= 0.3 - 0.02  # without the spacing: at once
+
+
+class CountedGate(FleetHostGate):
+    """The gate, counting the statements it sends (to tell which requests needed one)."""
+
+    statements = 0
+
+    async def _execute(self, sql: str, **params: object) -> tuple[object, ...] | None:
+        self.statements += 1
+        return await super()._execute(sql, **params)
+
+    async def _execute_all(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+        self.statements += 1
+        return await super()._execute_all(sql, **params)
+
+
+@asynccontextmanager
+async def counted(stores: list[Store], **options: object) -> AsyncIterator[list[CountedGate]]:
+    made = [
+        CountedGate(store.engine, f"worker-{n}", **options)  # type: ignore[arg-type]
+        for n, store in enumerate(stores)
+    ]
+    try:
+        yield made
+    finally:
+        for gate in made:
+            await gate.aclose()
+
+
+OTHER = "http://other.test/feed.xml"
+
+
+async def test_a_request_entered_ahead_starts_without_a_statement_of_its_own(
+    stores: list[Store],
+) -> None:
+    async with counted(stores[:1], per_host=2, min_delay=0.5) as (gate,):
+        await gate.enter_ahead([URL, OTHER, URL])
+        before = gate.statements
+        started = time.monotonic()
+        async with gate.slot(URL), gate.slot(OTHER):
+            assert gate.statements == before  # both ways in were taken by enter_ahead
+        assert time.monotonic() - started < 0.2  # and neither waited for its turn
+
+
+async def test_a_slot_and_turn_entered_ahead_hold_for_the_other_workers(
+    stores: list[Store],
+) -> None:
+    site = Site()
+    async with gates(stores[:2], per_host=1, min_delay=0.3) as (ahead, other):
+        await ahead.enter_ahead([URL])
+        waiting = asyncio.create_task(site.request(other, 0.0))  # no slot free: it waits
+        await asyncio.sleep(0.1)
+        await site.request(ahead, 0.1)
+        await asyncio.wait_for(waiting, timeout=5)
+    first, second = site.starts
+    assert site.peak == 1
+    assert second - first >= 0.3 - 0.02
+
+
+async def test_a_turn_won_ahead_and_left_unused_too_long_is_taken_again(
+    stores: list[Store],
+) -> None:
+    """A turn is good for a moment after it was won: used later, the request could reach the
+    site too soon after the fleet's next request, which may start a delay after the turn."""
+    async with counted(stores[:1], per_host=2, min_delay=0.3) as (gate,):
+        await gate.enter_ahead([URL])
+        await asyncio.sleep(0.1)  # the turn ages past AHEAD_FRESH_SHARE of the delay
+        before = gate.statements
+        started = time.monotonic()
+        async with gate.slot(URL):
+            waited = time.monotonic() - started
+        assert gate.statements > before  # the turn was asked for again
+        assert waited >= 0.3 - 0.1 - 0.02  # and this request waited for a fresh one
+
+
+async def test_a_slot_entered_ahead_and_never_used_is_freed(
+    stores: list[Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.fleet_gate.AHEAD_KEPT_SECONDS", 0.3)
+    async with gates(stores[:2], per_host=1, min_delay=0.0) as (ahead, other):
+        await ahead.enter_ahead([URL])  # and no request to the host follows
+        started = time.monotonic()
+        await asyncio.wait_for(Site().request(other, 0.0), timeout=5)
+        assert 0.25 <= time.monotonic() - started < 2.0  # freed, long before its hold ran out
+
+
+async def test_slots_finished_together_are_freed_in_one_statement(
+    stores: list[Store],
+) -> None:
+    hosts = [f"http://site{n}.test/feed.xml" for n in range(5)]
+    async with counted(stores[:2], per_host=1, min_delay=0.0) as (gate, other):
+        await gate.enter_ahead(hosts)
+        before = gate.statements
+
+        async def request(url: str) -> None:
+            async with gate.slot(url):
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(request(url) for url in hosts))
+        await asyncio.sleep(0.2)
+        assert gate.statements == before + 1  # five slots, one statement
+        for url in hosts:  # and every one is free for another worker
+            await asyncio.wait_for(_enter_and_leave(other, url), timeout=1)
+
+
+async def _enter_and_leave(gate: FleetHostGate, url: str) -> None:
+    async with gate.slot(url):
+        pass
+
+
+async def test_a_turn_won_ahead_spaces_the_fleet_from_its_latest_start(
+    stores: list[Store],
+) -> None:
+    """A turn won ahead may be used for a moment after it was won; the fleet's next turn is
+    a delay after the end of that moment, so a late start still keeps its distance."""
+    site = Site()
+    async with gates(stores[:2], per_host=2, min_delay=0.3) as (ahead, other):
+        await ahead.enter_ahead([URL])
+        await asyncio.sleep(0.025)  # late, but within the turn's moment (0.1 of 0.3 s)
+        await asyncio.gather(site.request(ahead, 0.0), site.request(other, 0.0))
+    first, second = site.starts
+    assert second - first >= 0.3 - 0.01  # without the margin: 0.275

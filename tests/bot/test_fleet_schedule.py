@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -232,3 +233,69 @@ async def test_a_release_during_a_renewal_is_not_reported_as_a_lost_lease(
     assert worker._held == {"b", "c"}
     await worker.stop(grace_seconds=0.1)
 
+
+async def test_a_claim_enters_the_host_gate_for_its_feeds_before_they_are_polled(
+    store: Store,
+) -> None:
+    poll = Recorder("w1", every=60)
+    entered: list[tuple[list[str], int]] = []
+
+    async def enter_ahead(urls: list[str]) -> None:
+        entered.append((sorted(urls), len(poll.states)))
+
+    with store.engine.begin() as connection:  # "b" polls the end of a permanent redirect
+        register_sources(connection, [(job.name, job.url) for job in JOBS])
+        connection.execute(
+            sources.update()
+            .where(sources.c.name == "b")
+            .values(fetch_url="http://127.0.0.1:9/moved-b")
+        )
+    worker = schedule(store, poll, enter_ahead=enter_ahead)
+    worker.start()
+    await asyncio.sleep(0.5)
+    await worker.stop(grace_seconds=1)
+    urls = sorted(url for batch, _ in entered for url in batch)
+    assert urls == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/c", "http://127.0.0.1:9/moved-b"]
+    assert entered[0][1] == 0  # before the first poll started
+    assert len(entered) < 3 or len(poll.states) == 3
+
+
+async def test_polls_go_on_when_entering_the_gate_ahead_fails(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def enter_ahead(urls: list[str]) -> None:
+        raise OSError("the database went away")
+
+    poll = Recorder("w1", every=60)
+    worker = schedule(store, poll, enter_ahead=enter_ahead)
+    with caplog.at_level(logging.ERROR, logger="wirewatch.fleet"):
+        worker.start()
+        await asyncio.sleep(0.5)
+        await worker.stop(grace_seconds=1)
+    assert sorted(source for source, _, _, _ in poll.polls) == ["a", "b", "c"]
+    assert "entering the host gate ahead" in caplog.text
+
+
+async def test_a_poll_s_slot_frees_before_its_release_is_written(store: Store) -> None:
+    """The next poll need not wait for the database to write the last one's release (the
+    source stays leased until then); stop() still waits for every write."""
+    poll = Recorder("w1", every=60)
+    worker = schedule(store, poll, capacity=1)
+    release_now = worker._release_now
+    writing = 0.4
+
+    def slow_release(*args: Any) -> None:
+        time.sleep(writing)
+        release_now(*args)
+
+    worker._release_now = slow_release  # type: ignore[method-assign,assignment]
+    started = time.monotonic()
+    worker.start()
+    await asyncio.sleep(0.3)
+    # One slot: the three polls follow each other without waiting for the releases.
+    assert len(poll.polls) == 3
+    await worker.stop(grace_seconds=1)
+    assert time.monotonic() - started >= writing  # stop waited for the writes
+    with store.engine.begin() as connection:
+        rows = connection.execute(select(sources.c.lease_owner, sources.c.next_poll_at)).all()
+    assert all(owner is None and due is not None for owner, due in rows)
