@@ -57,7 +57,14 @@ from sqlalchemy import Engine, Row
 
 from feeds.politeness import HostGate, RequestGate
 
-from .coordination import claim_source_rows, read_counter, register_sources, release_source
+from .coordination import (
+    Release,
+    claim_source_rows,
+    read_counter,
+    register_sources,
+    release_source,
+    release_sources,
+)
 from .coordination import renew_leases as renew
 from .dialect import single_statements
 from .fleet_gate import FleetHostGate
@@ -76,6 +83,11 @@ now) and the poll's 304 record, if it was one, to write with the release."""
 Poll = Callable[[SourceJob, Released, SourceState | None], Awaitable[datetime | None]]
 """A poll of one source, from the state its claim read, that reports when it is due again,
 early through the callback."""
+
+RELEASE_GATHER_SECONDS = 0.02
+"""How long an ended poll's release waits, to be written with others: one round trip and one
+commit for several polls, where one each was most of the database's work per poll left in
+bench/scale; the sources are leased to this worker until then, so none is polled twice."""
 
 EnterAhead = Callable[[list[str]], Awaitable[None]]
 """Takes the host gate's way in for these feeds' hosts at once, before their polls start
@@ -171,8 +183,10 @@ class FleetSchedule:
         self._clock = clock
         self._enter_ahead = enter_ahead
         self._running: set[asyncio.Task[None]] = set()
-        self._releasing: set[asyncio.Task[None]] = set()
-        """Releases being written for polls that have ended."""
+        self._to_release: list[Release] = []
+        """Releases of ended polls, gathered to be written together."""
+        self._releasing: asyncio.Task[None] | None = None
+        """Writes them, while there are any."""
         self._held: set[str] = set()
         """Sources this worker holds a lease on (polled now); renewed while held."""
         self._foreign: set[str] = set()
@@ -196,8 +210,8 @@ class FleetSchedule:
         if self._loop is not None:
             await self._loop
         await finish_tasks(list(self._running), grace_seconds, "poll(s)")
-        if self._releasing:
-            await asyncio.wait(list(self._releasing))
+        if self._releasing is not None:
+            await self._releasing
 
     async def _claim_loop(self) -> None:
         renew_every = self._lease.total_seconds() / 3
@@ -285,36 +299,55 @@ class FleetSchedule:
             return renew(connection, names, self.owner, now=self._clock(), lease=self._lease)
 
     async def _poll_and_release(self, job: SourceJob, state: SourceState) -> None:
-        releasing: asyncio.Task[None] | None = None
+        released = False
 
         def release(due: datetime | None, answered_304: Sequence[NotModifiedPoll] = ()) -> None:
             """Hand the source back, due again at `due` (None: its interval from now), with the
-            poll's 304 record if any; once. Written in the background: the poll goes on with
-            its feeds and alerts."""
-            nonlocal releasing
-            if releasing is None:
+            poll's 304 record if any; once. Written in the background, with the releases of
+            the polls that end within RELEASE_GATHER_SECONDS: the poll goes on with its feeds
+            and alerts, and its slot frees at once. The source stays leased to this worker until
+            the write, so no claim takes it meanwhile; stop() waits for the writes."""
+            nonlocal released
+            if not released:
+                released = True
                 self._held.discard(job.name)
                 at = due or self._clock() + job.cadence.every
-                releasing = asyncio.create_task(
-                    asyncio.to_thread(self._release_now, job.name, at, answered_304)
-                )
-                # The poll's slot frees as its release is sent, not once it is written: the
-                # source stays leased to this worker until then, so no claim takes it
-                # meanwhile, and the next poll need not wait for the database's answer.
-                # stop() waits for the writes.
-                self._releasing.add(releasing)
-                releasing.add_done_callback(self._releasing.discard)
+                also = not_modified_update(answered_304[-1]) if answered_304 else {}
+                self._to_release.append(Release(job.name, at, also))
+                if self._releasing is None or self._releasing.done():
+                    self._releasing = asyncio.create_task(self._release_gathered())
 
         try:
             release(await self._poll(job, release, state))
         except asyncio.CancelledError:
-            if releasing is None:  # due time unchanged: another worker polls it at once
+            if not released:  # due time unchanged: another worker polls it at once
                 self._held.discard(job.name)
                 self._release_now(job.name, None)
             raise
         except Exception:  # a bug in one poll must not stop the loop
             log.exception("source %s: poll failed", job.name)
             release(None)
+
+    async def _release_gathered(self) -> None:
+        while self._to_release:
+            await asyncio.sleep(RELEASE_GATHER_SECONDS)
+            gathered, self._to_release = self._to_release, []
+            await asyncio.to_thread(self._release_all_now, gathered)
+
+    def _release_all_now(self, releases: list[Release]) -> None:
+        try:
+            with self._engine.begin() as connection:
+                held = release_sources(connection, self.owner, releases)
+        except Exception:  # the leases run out by themselves; the next claim round goes on
+            log.exception("releasing the leases of %d source(s) failed", len(releases))
+            return
+        if held < len(releases):
+            log.warning(
+                "%d of %d source(s) released had passed to another worker before (among %s)",
+                len(releases) - held,
+                len(releases),
+                ", ".join(release.name for release in releases),
+            )
 
     def _release_now(
         self, name: str, due: datetime | None, answered_304: Sequence[NotModifiedPoll] = ()

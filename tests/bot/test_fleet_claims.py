@@ -16,15 +16,18 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from bot.coordination import (
+    Release,
     bump_counter,
     claim_sources,
     read_counter,
     register_sources,
     release_source,
+    release_sources,
     renew_leases,
 )
+from bot.poll_batch import NotModifiedPoll
 from bot.schema import sources
-from bot.store import Store
+from bot.store import Store, not_modified_update
 from feeds.models import Article, ConditionalHeaders
 
 LEASE = timedelta(minutes=5)
@@ -108,6 +111,35 @@ def test_release_writes_the_next_due_time_and_ends_the_lease(engine: Engine) -> 
     assert released["lease_owner"] is None and released["lease_expires_at"] is None
     assert released["next_poll_at"] == due
     assert claim(engine, "w2") == []  # not due before the written time
+
+
+def test_releases_written_together_end_each_held_lease_with_its_own_values(
+    engine: Engine,
+) -> None:
+    register(engine, "a", "b", "c", "d")
+    assert sorted(claim(engine, "w1", limit=3)) == ["a", "b", "c"]
+    assert claim(engine, "w2") == ["d"]
+    later, much_later = now() + timedelta(minutes=15), now() + timedelta(hours=2)
+
+    def answered_304(name: str, etag: str) -> NotModifiedPoll:
+        return NotModifiedPoll(
+            name, f"http://127.0.0.1:9/{name}", ConditionalHeaders(etag, None), now(), None, None
+        )
+
+    releases = [
+        Release("a", later, not_modified_update(answered_304("a", '"a1"'))),
+        Release("b", much_later),
+        Release("c", later, not_modified_update(answered_304("c", '"c1"'))),
+        Release("d", later),  # w2's lease: left as it is
+    ]
+    with engine.begin() as connection:
+        assert release_sources(connection, "w1", releases) == 3
+    a, b, c, d = (row(engine, name) for name in "abcd")
+    assert (a["next_poll_at"], b["next_poll_at"], c["next_poll_at"]) == (later, much_later, later)
+    assert (a["etag"], b["etag"], c["etag"]) == ('"a1"', None, '"c1"')
+    assert (a["not_modified_polls"], b["not_modified_polls"], c["not_modified_polls"]) == (1, 0, 1)
+    assert all(held["lease_owner"] is None for held in (a, b, c))
+    assert d["lease_owner"] == "w2" and d["next_poll_at"] is None
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_release_it(

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bot.coordination import claim_sources, register_sources
+from bot.coordination import Release, claim_sources, register_sources
 from bot.fleet import FleetSchedule, lease_of
 from bot.ingest import SourceJob
 from bot.schema import sources
@@ -281,14 +280,14 @@ async def test_a_poll_s_slot_frees_before_its_release_is_written(store: Store) -
     source stays leased until then); stop() still waits for every write."""
     poll = Recorder("w1", every=60)
     worker = schedule(store, poll, capacity=1)
-    release_now = worker._release_now
+    release_all_now = worker._release_all_now
     writing = 0.4
 
-    def slow_release(*args: Any) -> None:
+    def slow_release(releases: list[Release]) -> None:
         time.sleep(writing)
-        release_now(*args)
+        release_all_now(releases)
 
-    worker._release_now = slow_release  # type: ignore[method-assign,assignment]
+    worker._release_all_now = slow_release  # type: ignore[method-assign]
     started = time.monotonic()
     worker.start()
     await asyncio.sleep(0.3)
@@ -296,6 +295,26 @@ async def test_a_poll_s_slot_frees_before_its_release_is_written(store: Store) -
     assert len(poll.polls) == 3
     await worker.stop(grace_seconds=1)
     assert time.monotonic() - started >= writing  # stop waited for the writes
+    with store.engine.begin() as connection:
+        rows = connection.execute(select(sources.c.lease_owner, sources.c.next_poll_at)).all()
+    assert all(owner is None and due is not None for owner, due in rows)
+
+
+async def test_releases_of_polls_ending_together_are_written_together(store: Store) -> None:
+    poll = Recorder("w1", every=60, seconds=0.1)
+    worker = schedule(store, poll, capacity=3)
+    written: list[list[str]] = []
+    release_all_now = worker._release_all_now
+
+    def record(releases: list[Release]) -> None:
+        written.append(sorted(release.name for release in releases))
+        release_all_now(releases)
+
+    worker._release_all_now = record  # type: ignore[method-assign]
+    worker.start()
+    await asyncio.sleep(0.5)
+    await worker.stop(grace_seconds=1)
+    assert written == [["a", "b", "c"]]  # three polls of 0.1 s, claimed at once: one write
     with store.engine.begin() as connection:
         rows = connection.execute(select(sources.c.lease_owner, sources.c.next_poll_at)).all()
     assert all(owner is None and due is not None for owner, due in rows)
