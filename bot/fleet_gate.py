@@ -9,13 +9,19 @@ one polite client:
   free one (``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait for each other) and frees
   it when done. A claim carries an expiry, so a slot held by a worker killed mid-request comes back
   once `hold` has passed;
-- spacing: ``host_turns`` holds when the host's last request started. A request starts only by
-  moving that instant to now with one compare-and-set, ``INSERT ... ON CONFLICT DO UPDATE SET
-  last_start = now() WHERE last_start <= now() - delay RETURNING``: of two workers trying at
-  once, one wins and the other sleeps until a delay after the winner's start. Judged by the
-  database's clock, whatever the workers' clocks say. The start is taken at the moment of
-  sending, not reserved ahead: a reservation (next start = previous reservation + delay) would
-  let a request that left late, behind a busy event loop, arrive just before the next one.
+- spacing: ``host_turns`` holds when the host's last request started, at the latest. A request
+  starts only by moving that instant to just after now with one compare-and-set, ``INSERT ...
+  ON CONFLICT DO UPDATE SET last_start = now() + moment WHERE last_start <= now() - delay
+  RETURNING``: of two workers trying at once, one wins and the other sleeps until a delay after
+  the winner's stamp. Judged by the database's clock, whatever the workers' clocks say. The
+  moment (TURN_MOMENT_SHARE of the delay) is the time the winner has to start. A request that
+  cannot start within it (its answer came late, behind a busy event loop or a slow database)
+  first moves its turn's stamp to now + a moment, with one statement that succeeds only while
+  the stamp is still its own (no one else can take the host's turn before a delay after it),
+  and doubles the moment if that answer was late too. So a request that starts late never
+  reaches the site less than a delay before the fleet's next one. A turn is never reserved
+  further ahead: a chain of reservations (next start = previous reservation + delay) would let
+  a request that left late arrive just before the next one.
 
 As in HostGate, a request takes its host's slot first and its turn after (in one statement when
 both are free), and holds one of the process's own `total` slots (our bandwidth is per process)
@@ -26,10 +32,8 @@ holds one of its slots.
 
 **Ahead of a claim's polls.** bot.fleet claims a few due sources at a time; `enter_ahead` then
 takes a slot and the turn for all their hosts in one statement, and the first request to each of
-those hosts passes without a statement of its own. Such a turn is stamped a moment ahead (a
-tenth of the delay): the request may start until then, and the fleet's next turn at that host
-comes a delay after it, so a request that starts a little after its turn was won still keeps its
-distance. Used later than that, the request takes the turn again. Finished requests' slots are
+those hosts passes without a statement of its own. Its turn is stamped like any other, and a
+request that comes after the moment moves the stamp on as above. Finished requests' slots are
 freed together, one statement every FREE_GATHER_SECONDS at most. Before these two, the gate's
 two statements per request were most of the database's work per poll in bench/scale, and its
 share of a poll is what bounds how much a second worker adds on one machine.
@@ -82,10 +86,11 @@ its share of a poll in bench/scale."""
 AHEAD_KEPT_SECONDS = 2.0
 """How long a slot entered ahead waits for its request before it is freed unused."""
 
-AHEAD_FRESH_SHARE = 0.1
-"""A turn won ahead is used as won for this share of the host delay after it was asked for;
-later, the request takes the turn again (the fleet's next request may start a delay after the
-turn was won, so a request that used an old turn could reach the site too soon after it)."""
+TURN_MOMENT_SHARE = 0.1
+"""A turn's moment, as a share of the host delay: the turn is stamped that far after the
+statement that won it, and its request must start within it after asking, or move the stamp on
+first (the fleet's next request may start a delay after the stamp). Spaced requests to one
+host are thus a delay and up to a moment apart."""
 
 # The request's way in, as one statement: claim the host's lowest free slot and, only if one
 # was claimed, take the host's turn. The outer SELECT sees the tables as they were before the
@@ -106,16 +111,21 @@ SELECT
     {won} AS won,
     (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
      WHERE host = %(host)s) AS wait,
-    (SELECT count(*) FROM host_slots WHERE host = %(host)s AND slot < %(per_host)s) AS slots
+    (SELECT count(*) FROM host_slots WHERE host = %(host)s AND slot < %(per_host)s) AS slots,
+    {stamp} AS stamp
 """
+# The turn is stamped at the last moment its request may start (`fresh`, after the statement):
+# the fleet's next request to the host then starts a delay after that at the earliest.
 _TURN = """, turn AS (
-    INSERT INTO host_turns (host, last_start) SELECT %(host)s, now() FROM claimed
-    ON CONFLICT (host) DO UPDATE SET last_start = now()
+    INSERT INTO host_turns (host, last_start) SELECT %(host)s, now() + %(fresh)s FROM claimed
+    ON CONFLICT (host) DO UPDATE SET last_start = now() + %(fresh)s
     WHERE host_turns.last_start <= now() - %(delay)s
-    RETURNING host
+    RETURNING host, last_start
 )"""
-_ENTER_SPACED = _ENTER.format(turn=_TURN, won="(SELECT count(*) FROM turn) > 0")
-_ENTER_UNSPACED = _ENTER.format(turn="", won="true")
+_ENTER_SPACED = _ENTER.format(
+    turn=_TURN, won="(SELECT count(*) FROM turn) > 0", stamp="(SELECT last_start FROM turn)"
+)
+_ENTER_UNSPACED = _ENTER.format(turn="", won="true", stamp="NULL")
 # A slot is held but the turn was lost: try the turn alone (the same compare-and-set).
 _TURN_AGAIN = (
     "WITH claimed AS (SELECT 1)"
@@ -123,9 +133,17 @@ _TURN_AGAIN = (
     + """
 SELECT (SELECT count(*) FROM turn) > 0 AS won,
     (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
-     WHERE host = %(host)s) AS wait
+     WHERE host = %(host)s) AS wait,
+    (SELECT last_start FROM turn) AS stamp
 """
 )
+# A turn won whose request could not start within its moment: no one else can take the host's
+# turn before a delay after its stamp, so the winner moves the stamp on, if it is still its own.
+_RENEW = """
+UPDATE host_turns SET last_start = now() + %(fresh)s
+WHERE host = %(host)s AND last_start = %(stamp)s
+RETURNING last_start
+"""
 # Hosts seen for the first time (or per_host raised): their slot rows.
 _ADD_SLOTS = """
 INSERT INTO host_slots (host, slot)
@@ -153,22 +171,25 @@ SELECT wanted.host, claimed.slot,
     (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
      WHERE host_turns.host = wanted.host) AS wait,
     (SELECT count(*) FROM host_slots
-     WHERE host_slots.host = wanted.host AND slot < %(per_host)s) AS slots
+     WHERE host_slots.host = wanted.host AND slot < %(per_host)s) AS slots,
+    {stamp} AS stamp
 FROM wanted LEFT JOIN claimed ON claimed.host = wanted.host
 """
-# A turn taken ahead is stamped at the last moment its request may start (`fresh`, after the
-# statement): the fleet's next request to the host then starts a delay after that at the earliest.
+# Stamped like _TURN.
 _TURN_AHEAD = """, turn AS (
     INSERT INTO host_turns (host, last_start) SELECT host, now() + %(fresh)s FROM claimed
     ON CONFLICT (host) DO UPDATE SET last_start = now() + %(fresh)s
     WHERE host_turns.last_start <= now() - %(delay)s
-    RETURNING host
+    RETURNING host, last_start
 )"""
 _ENTER_AHEAD_SPACED = _ENTER_AHEAD.format(
     turn=_TURN_AHEAD,
     won="claimed.slot IS NOT NULL AND wanted.host IN (SELECT host FROM turn)",
+    stamp="(SELECT last_start FROM turn WHERE turn.host = wanted.host)",
 )
-_ENTER_AHEAD_UNSPACED = _ENTER_AHEAD.format(turn="", won="claimed.slot IS NOT NULL")
+_ENTER_AHEAD_UNSPACED = _ENTER_AHEAD.format(
+    turn="", won="claimed.slot IS NOT NULL", stamp="NULL"
+)
 _LEAVE = """
 UPDATE host_slots SET owner = NULL, expires_at = NULL
 FROM unnest(%(hosts)s::text[], %(slots)s::integer[]) AS freed (host, slot)
@@ -178,16 +199,29 @@ WHERE host_slots.host = freed.host AND host_slots.slot = freed.slot
 
 
 @dataclass(frozen=True, slots=True)
+class _Turn:
+    """A host's turn, won: its request may start until `moment` after `asked`."""
+
+    asked: float
+    """time.monotonic() before the statement that won it was sent."""
+    stamp: Any
+    """The turn's instant in ``host_turns`` (None when requests are not spaced)."""
+    moment: float
+
+    def startable(self) -> bool:
+        return time.monotonic() - self.asked <= self.moment
+
+
+@dataclass(frozen=True, slots=True)
 class _Ahead:
     """A host's slot claimed ahead of its request (`FleetHostGate.enter_ahead`)."""
 
     slot: int
-    won: bool
-    """Whether the host's turn was taken with it."""
+    turn: _Turn | None
+    """The host's turn, when it was won with the slot."""
     wait: float
     """When it was not: seconds until it may be, as of `asked`."""
     asked: float
-    """time.monotonic() before the statement was sent: the turn is at least this old."""
 
 
 class FleetHostGate:
@@ -215,7 +249,7 @@ class FleetHostGate:
         self._per_host = per_host
         self._enter = _ENTER_SPACED if min_delay > 0 else _ENTER_UNSPACED
         self._enter_ahead = _ENTER_AHEAD_SPACED if min_delay > 0 else _ENTER_AHEAD_UNSPACED
-        self._fresh_for = AHEAD_FRESH_SHARE * min_delay if min_delay > 0 else float("inf")
+        self._moment = TURN_MOMENT_SHARE * min_delay if min_delay > 0 else float("inf")
         self._ahead: dict[str, _Ahead] = {}
         self._to_free: list[tuple[str, int]] = []
         self._freeing: asyncio.Task[None] | None = None
@@ -224,7 +258,6 @@ class FleetHostGate:
             "hold": hold,
             "delay": timedelta(seconds=min_delay),
             "per_host": per_host,
-            "fresh": timedelta(seconds=AHEAD_FRESH_SHARE * min_delay),
         }
         self._pool = AsyncConnectionPool(
             kwargs=_connect_arguments(engine),
@@ -261,18 +294,20 @@ class FleetHostGate:
         if not hosts:
             return
         asked = time.monotonic()
-        rows = await self._execute_all(self._enter_ahead, hosts=hosts)
-        unmade = [host for host, number, _, _, slots in rows if number is None and not slots]
+        fresh = _seconds(self._moment)
+        rows = await self._execute_all(self._enter_ahead, hosts=hosts, fresh=fresh)
+        unmade = [row[0] for row in rows if row[1] is None and not row[4]]
         if unmade:  # hosts seen for the first time: make their slots, claim those again
             await self._execute(_ADD_SLOTS, hosts=unmade)
             asked = time.monotonic()
             rows = [row for row in rows if row[0] not in unmade]
-            rows += await self._execute_all(self._enter_ahead, hosts=unmade)
+            rows += await self._execute_all(self._enter_ahead, hosts=unmade, fresh=fresh)
         loop = asyncio.get_running_loop()
-        for host, number, won, wait, _ in rows:
+        for host, number, won, wait, _, stamp in rows:
             if number is None:
                 continue
-            ahead = _Ahead(int(number), bool(won), 0.0 if won else _at_least_a_moment(wait), asked)
+            turn = _Turn(asked, stamp, self._moment) if won else None
+            ahead = _Ahead(int(number), turn, 0.0 if won else _at_least_a_moment(wait), asked)
             self._ahead[host] = ahead
             loop.call_later(AHEAD_KEPT_SECONDS, self._free_unused, host, ahead)
 
@@ -281,20 +316,30 @@ class FleetHostGate:
         host = host_of(url)
         ahead = self._ahead.pop(host, None)
         number = None if ahead is None else ahead.slot
+        turn = None if ahead is None else ahead.turn
+        moment = self._moment
         attempt = 0
         try:
-            if ahead is not None and not ahead.won:
+            if ahead is not None and turn is None:
                 await asyncio.sleep(max(0.0, ahead.asked + ahead.wait - time.monotonic()))
             while True:
+                wait = 0.0
                 async with self._global:
-                    if ahead is not None and ahead.won and self._still_fresh(ahead):
-                        won = True
-                    elif number is None:
-                        number, won, wait = await self._try_enter(host)
-                    else:
-                        won, wait = await self._try_turn(host)
-                    ahead = None
-                    if won:
+                    if turn is not None and not turn.startable():
+                        # Won, but this request could not start within the turn's moment (it
+                        # came late, or the answer did): move the turn's stamp on while it is
+                        # ours, with a moment long enough for answers as slow as the last.
+                        turn = await self._renew(host, turn, moment)
+                        if turn is not None and not turn.startable():
+                            moment = max(2 * moment, 2 * (time.monotonic() - turn.asked))
+                    elif turn is None:
+                        if number is None:
+                            number, turn, wait = await self._try_enter(host, moment)
+                        else:
+                            turn, wait = await self._try_turn(host, moment)
+                        if turn is not None and not turn.startable():
+                            moment = max(2 * moment, 2 * (time.monotonic() - turn.asked))
+                    if turn is not None and turn.startable():
                         yield
                         return
                 if number is None:  # every slot of the host is busy: try again shortly
@@ -312,9 +357,6 @@ class FleetHostGate:
 
     def sent(self, url: str) -> None:
         self._spacing.sent(url)
-
-    def _still_fresh(self, ahead: _Ahead) -> bool:
-        return time.monotonic() - ahead.asked <= self._fresh_for
 
     def _free_unused(self, host: str, ahead: _Ahead) -> None:
         if self._ahead.get(host) is not ahead:
@@ -361,27 +403,40 @@ class FleetHostGate:
             cursor = await connection.execute(sql, {**self._params, **params})
             return await cursor.fetchall()
 
-    async def _try_enter(self, host: str) -> tuple[int | None, bool, float]:
-        """Claim a slot and, with it, the host's turn: (slot or None, turn won, seconds to wait
-        for the turn when it was not)."""
-        row = await self._execute(self._enter, host=host)
+    async def _try_enter(self, host: str, moment: float) -> tuple[int | None, _Turn | None, float]:
+        """Claim a slot and, with it, the host's turn stamped `moment` ahead: (slot or None,
+        the turn if won, seconds to wait for it when it was not)."""
+        asked = time.monotonic()
+        fresh = _seconds(moment)
+        row = await self._execute(self._enter, host=host, fresh=fresh)
         assert row is not None
-        number, won, wait, slots = row
+        number, won, wait, slots, stamp = row
         if number is None and int(slots or 0) < self._per_host:
             # A host seen for the first time (or per_host raised): make its slots, claim again.
             await self._execute(_ADD_SLOTS, hosts=[host])
-            row = await self._execute(self._enter, host=host)
+            row = await self._execute(self._enter, host=host, fresh=fresh)
             assert row is not None
-            number, won, wait, _ = row
+            number, won, wait, _, stamp = row
         if number is None:
-            return None, False, 0.0
-        return int(number), bool(won), _at_least_a_moment(wait)
+            return None, None, 0.0
+        if won:
+            return int(number), _Turn(asked, stamp, moment), 0.0
+        return int(number), None, _at_least_a_moment(wait)
 
-    async def _try_turn(self, host: str) -> tuple[bool, float]:
-        row = await self._execute(_TURN_AGAIN, host=host)
+    async def _try_turn(self, host: str, moment: float) -> tuple[_Turn | None, float]:
+        asked = time.monotonic()
+        row = await self._execute(_TURN_AGAIN, host=host, fresh=_seconds(moment))
         assert row is not None
-        won, wait = row
-        return bool(won), _at_least_a_moment(wait)
+        won, wait, stamp = row
+        if won:
+            return _Turn(asked, stamp, moment), 0.0
+        return None, _at_least_a_moment(wait)
+
+    async def _renew(self, host: str, turn: _Turn, moment: float) -> _Turn | None:
+        """The turn with its stamp moved to `moment` from now; None if it is no longer ours."""
+        asked = time.monotonic()
+        row = await self._execute(_RENEW, host=host, stamp=turn.stamp, fresh=_seconds(moment))
+        return None if row is None else _Turn(asked, row[0], moment)
 
 
 def _connect_arguments(engine: Engine) -> dict[str, Any]:
@@ -395,6 +450,11 @@ def _connect_arguments(engine: Engine) -> dict[str, Any]:
         "autocommit": True,
         "row_factory": tuple_row,
     }
+
+
+def _seconds(moment: float) -> timedelta:
+    """A moment as the stamp's interval (none when requests are not spaced)."""
+    return timedelta(seconds=moment) if moment != float("inf") else timedelta(0)
 
 
 def _at_least_a_moment(seconds: Any) -> float:

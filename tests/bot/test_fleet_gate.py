@@ -224,20 +224,24 @@ async def test_a_slot_and_turn_entered_ahead_hold_for_the_other_workers(
     assert second - first >= 0.3 - 0.02
 
 
-async def test_a_turn_won_ahead_and_left_unused_too_long_is_taken_again(
+async def test_a_turn_won_ahead_and_used_late_is_moved_on_not_lost(
     stores: list[Store],
 ) -> None:
-    """A turn is good for a moment after it was won: used later, the request could reach the
-    site too soon after the fleet's next request, which may start a delay after the turn."""
-    async with counted(stores[:1], per_host=2, min_delay=0.3) as (gate,):
-        await gate.enter_ahead([URL])
-        await asyncio.sleep(0.1)  # the turn ages past AHEAD_FRESH_SHARE of the delay
-        before = gate.statements
+    """A turn is good for a moment after it was won. A request that comes later moves the
+    turn's stamp to its own start with one statement (no one else could take the turn before
+    a delay after it), so the fleet's next request still keeps its distance."""
+    site = Site()
+    async with counted(stores[:2], per_host=2, min_delay=0.3) as (ahead, other):
+        await ahead.enter_ahead([URL])
+        await asyncio.sleep(0.1)  # the turn's moment (TURN_MOMENT_SHARE of the delay) passes
+        before = ahead.statements
         started = time.monotonic()
-        async with gate.slot(URL):
-            waited = time.monotonic() - started
-        assert gate.statements > before  # the turn was asked for again
-        assert waited >= 0.3 - 0.1 - 0.02  # and this request waited for a fresh one
+        await site.request(ahead, 0.0)
+        assert site.starts[0] - started < 0.1  # no wait for another turn
+        assert ahead.statements == before + 1  # the stamp moved on
+        await site.request(other, 0.0)
+    first, second = site.starts
+    assert second - first >= 0.3 - 0.01  # on the old stamp: 0.2 s
 
 
 async def test_a_slot_entered_ahead_and_never_used_is_freed(
@@ -287,3 +291,42 @@ async def test_a_turn_won_ahead_spaces_the_fleet_from_its_latest_start(
         await asyncio.gather(site.request(ahead, 0.0), site.request(other, 0.0))
     first, second = site.starts
     assert second - first >= 0.3 - 0.01  # without the margin: 0.275
+
+
+async def test_a_turn_spaces_the_fleet_from_the_last_moment_its_request_may_start(
+    stores: list[Store],
+) -> None:
+    site = Site()
+    async with gates(stores[:2], per_host=2, min_delay=0.3) as (first, second):
+        await site.request(first, 0.0)
+        await site.request(second, 0.0)
+    earlier, later = site.starts
+    assert later - earlier >= 0.3 + 0.03 - 0.01  # the delay after the turn's moment
+
+
+class SlowAnswers(FleetHostGate):
+    """A gate whose database answers arrive late (a busy event loop, a slow server)."""
+
+    async def _execute(self, sql: str, **params: object) -> tuple[object, ...] | None:
+        row = await super()._execute(sql, **params)
+        await asyncio.sleep(0.05)
+        return row
+
+
+async def test_a_turn_known_too_late_is_moved_on_before_the_request_starts(
+    stores: list[Store],
+) -> None:
+    """Won, but known only after its moment had passed: starting then could reach the site
+    less than a delay before the fleet's next request. The request moves its turn's stamp on,
+    with a moment long enough for answers this slow (or it would never start)."""
+    site = Site()
+    slow = SlowAnswers(stores[0].engine, "slow", per_host=2, min_delay=0.3)
+    async with gates(stores[1:2], per_host=2, min_delay=0.3) as (other,):
+        try:
+            async with asyncio.timeout(5):
+                await site.request(slow, 0.0)
+                await site.request(other, 0.0)
+        finally:
+            await slow.aclose()
+    first, second = site.starts
+    assert second - first >= 0.3 - 0.01  # started on the late answer: about 0.2 s
