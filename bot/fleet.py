@@ -24,10 +24,11 @@ answers, which left one worker idle for much of a benchmark round (docs/benchmar
 asks for as many sources as there are free slots, and claims again at once when it got them all.
 Each of these is one statement, run in autocommit on PostgreSQL (bot.dialect.single_statements);
 a poll's state comes with its claim and a 304 is recorded with its release. The claimed feeds'
-hosts are entered in the host gate together, before their polls start (bot.fleet_gate), and a
-poll's slot frees as soon as its release is sent. So an unchanged feed costs the database the
-release and shares of a claim, of a gate entry and of a gathered slot release (1.7 transactions
-per poll in bench/scale).
+hosts are entered in the host gate together, before their polls start (bot.fleet_gate), the
+releases of polls that end within RELEASE_GATHER_SECONDS are written together, and a poll's slot
+frees as soon as its release is handed over. So an unchanged feed costs the database shares of
+a claim, a gate entry, a gathered slot release and a gathered release (0.7 transactions per
+poll in bench/scale).
 A claim takes any due source, not only this worker's (sending thousands of configured names with
 every claim cost most of it); a source this worker has no settings for is handed back untouched
 and skipped by its later claims.
