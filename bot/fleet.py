@@ -22,8 +22,9 @@ a crash between a fetch and its write, after which the source is polled again on
 (asyncio.to_thread): on the loop, each would stall every poll of this worker while PostgreSQL
 answers, which left one worker idle for much of a benchmark round (docs/benchmarks.md). A claim
 asks for as many sources as there are free slots, and claims again at once when it got them all.
-Each of these is one statement, run in autocommit on PostgreSQL (bot.dialect.single_statements);
-a poll's state comes with its claim and a 304 is recorded with its release. The claimed feeds'
+Claims and renewals are one statement each, run in autocommit on PostgreSQL
+(bot.dialect.single_statements), and gathered releases one transaction; a poll's state comes
+with its claim and a 304 is recorded with its release. The claimed feeds'
 hosts are entered in the host gate together, before their polls start (bot.fleet_gate), the
 releases of polls that end within RELEASE_GATHER_SECONDS are written together, and a poll's slot
 frees as soon as its release is handed over. So an unchanged feed costs the database shares of
