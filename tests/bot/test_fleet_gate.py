@@ -10,10 +10,11 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -25,6 +26,8 @@ from feeds.fetch import fetch, make_client
 from feeds.models import FetchResult
 
 URL = "http://news.test/feed.xml"
+
+Gate = TypeVar("Gate", bound=FleetHostGate)
 
 
 @pytest.fixture
@@ -53,9 +56,11 @@ class Site:
 
 
 @asynccontextmanager
-async def gates(stores: list[Store], **options: object) -> AsyncIterator[list[FleetHostGate]]:
+async def gates_of(
+    kind: type[Gate], stores: list[Store], **options: object
+) -> AsyncIterator[list[Gate]]:
     made = [
-        FleetHostGate(store.engine, f"worker-{n}", **options)  # type: ignore[arg-type]
+        kind(store.engine, f"worker-{n}", **options)  # type: ignore[arg-type]
         for n, store in enumerate(stores)
     ]
     try:
@@ -63,6 +68,12 @@ async def gates(stores: list[Store], **options: object) -> AsyncIterator[list[Fl
     finally:
         for gate in made:
             await gate.aclose()
+
+
+def gates(
+    stores: list[Store], **options: object
+) -> AbstractAsyncContextManager[list[FleetHostGate]]:
+    return gates_of(FleetHostGate, stores, **options)
 
 
 async def test_per_host_concurrency_holds_across_workers(stores: list[Store]) -> None:
@@ -181,17 +192,10 @@ class CountedGate(FleetHostGate):
         return await super()._execute_all(sql, **params)
 
 
-@asynccontextmanager
-async def counted(stores: list[Store], **options: object) -> AsyncIterator[list[CountedGate]]:
-    made = [
-        CountedGate(store.engine, f"worker-{n}", **options)  # type: ignore[arg-type]
-        for n, store in enumerate(stores)
-    ]
-    try:
-        yield made
-    finally:
-        for gate in made:
-            await gate.aclose()
+def counted(
+    stores: list[Store], **options: object
+) -> AbstractAsyncContextManager[list[CountedGate]]:
+    return gates_of(CountedGate, stores, **options)
 
 
 OTHER = "http://other.test/feed.xml"
