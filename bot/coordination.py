@@ -177,16 +177,7 @@ def release_source(
 
     `also`: more of the source's columns to write in the same statement (a poll answered 304
     is recorded with its release: bot.store.not_modified_update)."""
-    values: dict[str, Any] = {**(also or {}), "lease_owner": None, "lease_expires_at": None}
-    if next_poll_at is not None:
-        values["next_poll_at"] = next_poll_at
-    statement = (
-        update(sources)
-        .where(sources.c.name == name, sources.c.lease_owner == owner)
-        .values(**values)
-        .returning(sources.c.name)
-    )
-    return connection.execute(statement).first() is not None
+    return release_sources(connection, owner, [Release(name, next_poll_at, also or {})]) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,42 +188,50 @@ class Release:
     next_poll_at: datetime | None
     also: Mapping[str, Any] = field(default_factory=dict)
 
+    def written(self) -> dict[str, Any]:
+        """The columns written besides the lease's end."""
+        if self.next_poll_at is None:
+            return dict(self.also)
+        return {**self.also, "next_poll_at": self.next_poll_at}
+
 
 def release_sources(connection: Connection, owner: str, releases: Sequence[Release]) -> int:
     """Hand back several sources in the caller's transaction, as `release_source` does each;
     how many `owner` still held (the others were left untouched).
 
-    One executemany per shape of what is written (which columns, which of them computed in
-    SQL): a worker gathers the releases of the polls that ended within a moment (bot.fleet),
-    and the database gets them in one round trip and one commit instead of one each.
+    One executemany per shape of what is written (which columns, and which SQL expression for
+    those computed in SQL, such as ``polls + 1``): a worker gathers the releases of the polls
+    that ended within a moment (bot.fleet), and the database gets them in one round trip and
+    one commit instead of one each. Expressions are told apart by identity, not by their SQL
+    text, which would cost a compilation per release on the poll's path: releases share them
+    when they come from one place (bot.store.not_modified_update keeps its expressions).
     """
-    shapes: dict[tuple[object, ...], list[Release]] = {}
+    shapes: dict[tuple[tuple[str, int], ...], list[dict[str, Any]]] = {}
+    names: dict[tuple[tuple[str, int], ...], list[str]] = {}
     for release in releases:
-        shapes.setdefault(_shape(release), []).append(release)
+        written = release.written()
+        shape = tuple(
+            sorted((key, id(value) if _computed(value) else 0) for key, value in written.items())
+        )
+        shapes.setdefault(shape, []).append(written)
+        names.setdefault(shape, []).append(release.name)
     held = 0
-    for group in shapes.values():
-        first = group[0]
-        fixed = {key: value for key, value in first.also.items() if _computed(value)}
-        bound = [key for key, value in first.also.items() if not _computed(value)]
-        if first.next_poll_at is not None:
-            bound.append("next_poll_at")
+    for shape, group in shapes.items():
+        computed = {key: value for key, value in group[0].items() if _computed(value)}
+        bound = [key for key in group[0] if key not in computed]
         statement = (
             update(sources)
             .where(sources.c.name == bindparam("r_name"), sources.c.lease_owner == owner)
             .values(
                 lease_owner=None,
                 lease_expires_at=None,
-                **fixed,
+                **computed,
                 **{key: bindparam(f"r_{key}", type_=sources.c[key].type) for key in bound},
             )
         )
         rows = [
-            {
-                "r_name": release.name,
-                **{f"r_{key}": release.also[key] for key in bound if key != "next_poll_at"},
-                **({"r_next_poll_at": release.next_poll_at} if "next_poll_at" in bound else {}),
-            }
-            for release in group
+            {"r_name": name, **{f"r_{key}": written[key] for key in bound}}
+            for name, written in zip(names[shape], group, strict=True)
         ]
         held += connection.execute(statement, rows).rowcount
     return held
@@ -241,16 +240,6 @@ def release_sources(connection: Connection, owner: str, releases: Sequence[Relea
 def _computed(value: object) -> bool:
     """Whether a value to write is an SQL expression (``polls + 1``) rather than a value."""
     return isinstance(value, ClauseElement)
-
-
-def _shape(release: Release) -> tuple[object, ...]:
-    return (
-        release.next_poll_at is None,
-        *sorted(
-            (key, str(value) if _computed(value) else "")
-            for key, value in release.also.items()
-        ),
-    )
 
 
 def bump_counter(connection: Connection, name: str = FEEDS_COUNTER) -> None:

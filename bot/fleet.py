@@ -23,13 +23,12 @@ a crash between a fetch and its write, after which the source is polled again on
 answers, which left one worker idle for much of a benchmark round (docs/benchmarks.md). A claim
 asks for as many sources as there are free slots, and claims again at once when it got them all.
 Claims and renewals are one statement each, run in autocommit on PostgreSQL
-(bot.dialect.single_statements), and gathered releases one transaction; a poll's state comes
-with its claim and a 304 is recorded with its release. The claimed feeds'
-hosts are entered in the host gate together, before their polls start (bot.fleet_gate), the
-releases of polls that end within RELEASE_GATHER_SECONDS are written together, and a poll's slot
-frees as soon as its release is handed over. So an unchanged feed costs the database shares of
-a claim, a gate entry, a gathered slot release and a gathered release (0.7 transactions per
-poll in bench/scale).
+(bot.dialect.single_statements); a poll's state comes with its claim, and a 304 is recorded
+with its release. The claimed feeds' hosts are entered in the host gate together, before their
+polls start (bot.fleet_gate); the releases of polls that end within RELEASE_GATHER_SECONDS are
+written together, in one transaction; and a poll's slot frees as soon as its release is handed
+over. So an unchanged feed costs the database shares of a claim, a gate entry, a gathered slot
+release and a gathered release (0.7 transactions per poll in bench/scale).
 A claim takes any due source, not only this worker's (sending thousands of configured names with
 every claim cost most of it); a source this worker has no settings for is handed back untouched
 and skipped by its later claims.
@@ -264,9 +263,8 @@ class FleetSchedule:
             except Exception:  # each poll then takes its own way in
                 log.exception("entering the host gate ahead of %d polls failed", len(claimed))
         for job, state in claimed:
-            name = job.name
             task = asyncio.create_task(self._poll_and_release(job, state))
-            self._held.add(name)
+            self._held.add(job.name)
             self._running.add(task)
             task.add_done_callback(self._done)
 
@@ -351,13 +349,11 @@ class FleetSchedule:
                 ", ".join(release.name for release in releases),
             )
 
-    def _release_now(
-        self, name: str, due: datetime | None, answered_304: Sequence[NotModifiedPoll] = ()
-    ) -> None:
-        also = not_modified_update(answered_304[-1]) if answered_304 else None
+    def _release_now(self, name: str, due: datetime | None) -> None:
+        """Hand one source back at once (a cancelled poll, a source of another worker's)."""
         try:
             with self._autocommit.begin() as connection:
-                held = release_source(connection, name, self.owner, due, also)
+                held = release_source(connection, name, self.owner, due)
         except Exception:  # the lease runs out by itself; the next claim round goes on
             log.exception("source %s: releasing its lease failed", name)
             return

@@ -392,16 +392,15 @@ class FleetHostGate:
                     self._opened = True
 
     async def _execute(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
-        await self._open()
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(sql, {**self._params, **params})
-            return await cursor.fetchone() if cursor.description else None
+        """The statement's first row (None: no row, or a statement that returns none)."""
+        rows = await self._execute_all(sql, **params)
+        return rows[0] if rows else None
 
     async def _execute_all(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         await self._open()
         async with self._pool.connection() as connection:
             cursor = await connection.execute(sql, {**self._params, **params})
-            return await cursor.fetchall()
+            return await cursor.fetchall() if cursor.description else []
 
     async def _try_enter(self, host: str, moment: float) -> tuple[int | None, _Turn | None, float]:
         """Claim a slot and, with it, the host's turn stamped `moment` ahead: (slot or None,

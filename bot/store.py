@@ -1015,14 +1015,18 @@ def _not_modified_values(poll: NotModifiedPoll) -> dict[str, Any]:
     }
 
 
+_COUNTED_304: dict[str, Any] = {
+    "polls": sources.c.polls + 1,
+    "not_modified_polls": sources.c.not_modified_polls + 1,
+}
+"""The counters a 304 moves, as SQL: made once, so that every release that writes them holds
+the same expressions (bot.coordination.release_sources groups releases by them)."""
+
+
 def not_modified_update(poll: NotModifiedPoll) -> dict[str, Any]:
     """What `Store.record_not_modified_polls` writes for `poll`, as the values of an UPDATE of
     the source's existing row (bot.fleet writes it with the lease's release, in one statement)."""
-    return {
-        **_not_modified_values(poll),
-        "polls": sources.c.polls + 1,
-        "not_modified_polls": sources.c.not_modified_polls + 1,
-    }
+    return {**_not_modified_values(poll), **_COUNTED_304}
 
 
 def source_state_of(row: RowMapping, url: str) -> SourceState:

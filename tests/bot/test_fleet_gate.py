@@ -183,10 +183,6 @@ class CountedGate(FleetHostGate):
 
     statements = 0
 
-    async def _execute(self, sql: str, **params: object) -> tuple[object, ...] | None:
-        self.statements += 1
-        return await super()._execute(sql, **params)
-
     async def _execute_all(self, sql: str, **params: object) -> list[tuple[object, ...]]:
         self.statements += 1
         return await super()._execute_all(sql, **params)
@@ -311,10 +307,10 @@ async def test_a_turn_spaces_the_fleet_from_the_last_moment_its_request_may_star
 class SlowAnswers(FleetHostGate):
     """A gate whose database answers arrive late (a busy event loop, a slow server)."""
 
-    async def _execute(self, sql: str, **params: object) -> tuple[object, ...] | None:
-        row = await super()._execute(sql, **params)
+    async def _execute_all(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+        rows = await super()._execute_all(sql, **params)
         await asyncio.sleep(0.05)
-        return row
+        return rows
 
 
 async def test_a_turn_known_too_late_is_moved_on_before_the_request_starts(
