@@ -87,9 +87,9 @@ class Round:
     nginx_cpu: float
     complete: bool
     transactions: int = 0
-    top: tuple[tuple[str, int, float], ...] = ()
+    top: tuple[tuple[str, int, float, int], ...] = ()
     """The statements that took the database longest in the round (pg_stat_statements):
-    (statement, calls, total ms)."""
+    (statement, calls, total ms, shared buffers touched)."""
     """Transactions committed in the database during the round (pg_stat_database): divided
     by the polls, what one poll costs in round trips, which a worker waits for."""
 
@@ -133,17 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="wirewatch-scale-"))
     os.chmod(root, 0o755)  # nginx's worker and PostgreSQL's owner read below it
     try:
-        with (
-            Farm(root / "farm", feeds=args.feeds, hosts=args.hosts, items=args.items) as farm,
-            PostgresServer(bindir, settings=STATEMENT_STATISTICS) as server,
-        ):
+        with Farm(root / "farm", feeds=args.feeds, hosts=args.hosts, items=args.items) as farm:
             print(
                 f"farm: {args.feeds} feeds on {args.hosts} hosts, {args.items} items each; "
                 f"workers {counts}, fetch.concurrency {args.concurrency}",
                 flush=True,
             )
-            for count in counts:
-                found, claim = run_fleet(root / f"fleet-{count}", farm, server, count, args)
+            for position, count in enumerate(counts, 1):
+                folder = root / f"fleet-{position}-{count}"  # a count may be asked twice
+                # A server of its own for each fleet: on a server shared with the fleet
+                # before, the second of two identical 2-worker runs polled 22% fewer sources
+                # per second, its claims touching 3.5 times the buffers.
+                with PostgresServer(bindir, settings=STATEMENT_STATISTICS) as server:
+                    found, claim = run_fleet(folder, farm, server, count, args)
                 rounds += found
                 claims.append(claim)
                 for row in found:
@@ -153,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
     finally:
         if args.keep:
-            print(f"kept: {root} (farm/access.log, fleet-N/worker-K/worker.log)", flush=True)
+            print(f"kept: {root} (farm/access.log, fleet-P-N/worker-K/worker.log)", flush=True)
         else:
             shutil.rmtree(root, ignore_errors=True)
     report(rounds, claims, args.feeds)
@@ -394,16 +396,21 @@ def one_round(
     )
 
 
-def busiest_statements(engine: Engine, count: int = 6) -> tuple[tuple[str, int, float], ...]:
+def busiest_statements(
+    engine: Engine, count: int = 6
+) -> tuple[tuple[str, int, float, int], ...]:
     """The statements with the most execution time in this database since the last reset."""
     query = (
-        "SELECT regexp_replace(left(query, 90), '\\s+', ' ', 'g'), calls, total_exec_time "
+        "SELECT regexp_replace(left(query, 90), '\\s+', ' ', 'g'), calls, total_exec_time, "
+        "shared_blks_hit + shared_blks_read "
         "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
         f"WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT {count}"
     )
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(query).all()
-    return tuple((str(text), int(calls), float(total)) for text, calls, total in rows)
+    return tuple(
+        (str(text), int(calls), float(total), int(buffers)) for text, calls, total, buffers in rows
+    )
 
 
 def committed(engine: Engine) -> int:
@@ -453,10 +460,12 @@ def report(rounds: list[Round], claims: list[Claims], feeds: int) -> None:
         print(f"{name}: 2 workers / 1 worker = {ratio:.2f}x (target >= {TARGET_RATIO}x: {verdict})")
     for row in rounds:
         print(f"\ndatabase time by statement, {row.workers} worker(s), {row.name} round:")
-        print("| statement | calls | total ms | ms per poll |")
-        print("|---|---|---|---|")
-        for statement, calls, total in row.top:
-            print(f"| `{statement}` | {calls} | {total:.0f} | {total / max(row.requests, 1):.2f} |")
+        print("| statement | calls | total ms | ms per poll | buffers per call |")
+        print("|---|---|---|---|---|")
+        for statement, calls, total, buffers in row.top:
+            per_poll = total / max(row.requests, 1)
+            per_call = buffers / max(calls, 1)
+            print(f"| `{statement}` | {calls} | {total:.0f} | {per_poll:.2f} | {per_call:.0f} |")
     incomplete = [row for row in rounds if not row.complete]
     if incomplete:
         print(f"incomplete rounds (not every one of {feeds} sources polled): {len(incomplete)}")
