@@ -68,7 +68,7 @@ from .coordination import (
 )
 from .coordination import renew_leases as renew
 from .dialect import single_statements
-from .fleet_gate import FleetHostGate
+from .fleet_gate import WAITING_SINCE, FleetHostGate
 from .ingest import Clock, SourceJob, utc_now
 from .poll_batch import NotModifiedPoll
 from .scheduler import finish_tasks
@@ -299,6 +299,9 @@ class FleetSchedule:
             return renew(connection, names, self.owner, now=self._clock(), lease=self._lease)
 
     async def _poll_and_release(self, job: SourceJob, state: SourceState) -> None:
+        # The poll's requests wait in their hosts' lines from the source's due time on (this
+        # task's own context: bot.fleet_gate.WAITING_SINCE).
+        WAITING_SINCE.set(state.next_poll_at)
         released = False
 
         def release(due: datetime | None, answered_304: Sequence[NotModifiedPoll] = ()) -> None:

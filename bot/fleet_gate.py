@@ -23,6 +23,19 @@ one polite client:
   further ahead: a chain of reservations (next start = previous reservation + delay) would let
   a request that left late arrive just before the next one.
 
+**A line per host.** When a site's limits bind, requests from the whole fleet wait for its
+slots and turns, and without order the first to ask again after a slot frees wins: in
+tests/test_fleet.py a feed lost that race for 17 s while five others of its site were polled
+three times each. So a request that cannot start at once stands in the host's line
+(``host_waiters``) with the instant it first asked, by the database's clock, or its source's
+due time if it has one (WAITING_SINCE), and every statement that takes a slot or the turn first
+checks that nobody who came earlier is still waiting: the site's requests start in that order,
+fleet-wide, and a source whose worker died while it waited is not sent to the back. A place
+lapses when its request stops renewing it (its worker died, its poll was cancelled), so a dead
+request holds the line up for PLACE_KEPT_SECONDS beyond its longest pause at most. The request
+that starts leaves the line, and clears the host's lapsed places with it. Requests that start
+at once never stand in it.
+
 As in HostGate, a request takes its host's slot first and its turn after (in one statement when
 both are free), and holds one of the process's own `total` slots (our bandwidth is per process)
 only for those statements and the request itself, never while it sleeps, so a request waiting
@@ -54,12 +67,14 @@ on first use and closes with `aclose()` (bot.app closes it with the app).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.rows import tuple_row
@@ -83,6 +98,17 @@ FREE_GATHER_SECONDS = 0.02
 held a moment longer costs a site nothing, a statement per request cost the database most of
 its share of a poll in bench/scale."""
 
+WAITING_SINCE: ContextVar[datetime | None] = ContextVar("waiting_since", default=None)
+"""Since when the requests made in this context have been wanted: bot.fleet sets a source's
+due time around its poll (for a source taken over from a worker that died, the end of that
+worker's lease), so a poll takes its place in its host's line ahead of polls that came due
+later, whichever worker asked first. None: since the request first asks."""
+
+PLACE_KEPT_SECONDS = 1.0
+"""How long a request's place in its host's line outlasts the longest pause between its
+statements (a retry, or a wait for the turn: a delay and a moment) before it lapses: a request
+that went away (its worker died, its poll was cancelled) holds up those behind it that long."""
+
 AHEAD_KEPT_SECONDS = 2.0
 """How long a slot entered ahead waits for its request before it is freed unused."""
 
@@ -92,28 +118,57 @@ statement that won it, and its request must start within it after asking, or mov
 first (the fleet's next request may start a delay after the stamp). Spaced requests to one
 host are thus a delay and up to a moment apart."""
 
-# The request's way in, as one statement: claim the host's lowest free slot and, only if one
-# was claimed, take the host's turn. The outer SELECT sees the tables as they were before the
-# statement (PostgreSQL's rule for data-modifying WITH), which is what the wait is computed from
-# when the turn was not won, and what tells whether the host still lacks its slot rows.
-_ENTER = """
-WITH free AS (
+# Every statement by which a request asks for its host first looks down the host's line
+# (``host_waiters``): a request that asked later than someone still waiting takes neither a slot
+# nor the turn. `since` is when the request first asked (null the first time: now).
+_LINE = """WITH asked AS (SELECT coalesce(%(since)s::timestamptz, now()) AS since),
+ahead AS (
+    SELECT 1 FROM host_waiters, asked
+    WHERE host_waiters.host = %(host)s AND host_waiters.expires_at > now()
+        AND (host_waiters.since, host_waiters.waiter) < (asked.since, %(waiter)s)
+    LIMIT 1
+)"""
+# A request that did not start (`{entered}` is empty) stands in the line, or renews its place
+# there; one that did leaves it, and takes the host's lapsed places (their requests went away)
+# with it.
+_WAITING = """, waiting AS (
+    INSERT INTO host_waiters (waiter, host, since, expires_at)
+    SELECT %(waiter)s, %(host)s, asked.since, now() + %(patience)s FROM asked
+    WHERE NOT EXISTS (SELECT 1 FROM {entered})
+    ON CONFLICT (waiter) DO UPDATE SET expires_at = excluded.expires_at
+), started AS (
+    DELETE FROM host_waiters
+    WHERE host = %(host)s AND (waiter = %(waiter)s OR expires_at <= now())
+        AND EXISTS (SELECT 1 FROM {entered})
+)"""
+# The request's way in, as one statement: unless someone who asked earlier is waiting, claim
+# the host's lowest free slot and, only if one was claimed, take the host's turn. The outer
+# SELECT sees the tables as they were before the statement (PostgreSQL's rule for
+# data-modifying WITH), which is what the wait is computed from when the turn was not won, and
+# what tells whether the host still lacks its slot rows.
+_ENTER = (
+    _LINE
+    + """, free AS (
     SELECT slot FROM host_slots
     WHERE host = %(host)s AND slot < %(per_host)s AND (owner IS NULL OR expires_at <= now())
+        AND NOT EXISTS (SELECT 1 FROM ahead)
     ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE host_slots SET owner = %(owner)s, expires_at = now() + %(hold)s
     FROM free WHERE host_slots.host = %(host)s AND host_slots.slot = free.slot
     RETURNING host_slots.slot
-){turn}
+){turn}{waiting}
 SELECT
     (SELECT slot FROM claimed) AS slot,
     {won} AS won,
     (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
      WHERE host = %(host)s) AS wait,
     (SELECT count(*) FROM host_slots WHERE host = %(host)s AND slot < %(per_host)s) AS slots,
-    {stamp} AS stamp
+    {stamp} AS stamp,
+    (SELECT since FROM asked) AS since,
+    EXISTS (SELECT 1 FROM ahead) AS queued
 """
+)
 # The turn is stamped at the last moment its request may start (`fresh`, after the statement):
 # the fleet's next request to the host then starts a delay after that at the earliest.
 _TURN = """, turn AS (
@@ -123,18 +178,27 @@ _TURN = """, turn AS (
     RETURNING host, last_start
 )"""
 _ENTER_SPACED = _ENTER.format(
-    turn=_TURN, won="(SELECT count(*) FROM turn) > 0", stamp="(SELECT last_start FROM turn)"
+    turn=_TURN,
+    waiting=_WAITING.format(entered="turn"),
+    won="(SELECT count(*) FROM turn) > 0",
+    stamp="(SELECT last_start FROM turn)",
 )
-_ENTER_UNSPACED = _ENTER.format(turn="", won="true", stamp="NULL")
-# A slot is held but the turn was lost: try the turn alone (the same compare-and-set).
+_ENTER_UNSPACED = _ENTER.format(
+    turn="", waiting=_WAITING.format(entered="claimed"), won="true", stamp="NULL"
+)
+# A slot is held but the turn was lost: try the turn alone (the same compare-and-set), unless
+# someone who asked earlier is waiting.
 _TURN_AGAIN = (
-    "WITH claimed AS (SELECT 1)"
+    _LINE
+    + ", claimed AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ahead))"
     + _TURN
+    + _WAITING.format(entered="turn")
     + """
 SELECT (SELECT count(*) FROM turn) > 0 AS won,
     (SELECT extract(epoch FROM last_start + %(delay)s - now()) FROM host_turns
      WHERE host = %(host)s) AS wait,
-    (SELECT last_start FROM turn) AS stamp
+    (SELECT last_start FROM turn) AS stamp,
+    EXISTS (SELECT 1 FROM ahead) AS queued
 """
 )
 # A turn won whose request could not start within its moment: no one else can take the host's
@@ -151,7 +215,8 @@ SELECT host, generate_series(0, %(per_host)s - 1) FROM unnest(%(hosts)s::text[])
 ON CONFLICT (host, slot) DO NOTHING
 """
 # The way in for several hosts at once, ahead of their requests (`enter_ahead`): per host the
-# same claim of its lowest free slot and, with it, the same compare-and-set of its turn.
+# same claim of its lowest free slot, unless a request is waiting in the host's line, and with
+# it the same compare-and-set of its turn.
 _ENTER_AHEAD = """
 WITH wanted AS (SELECT unnest(%(hosts)s::text[]) AS host),
 free AS (
@@ -159,6 +224,10 @@ free AS (
         SELECT slot FROM host_slots
         WHERE host = wanted.host AND slot < %(per_host)s
             AND (owner IS NULL OR expires_at <= now())
+            AND NOT EXISTS (
+                SELECT 1 FROM host_waiters
+                WHERE host_waiters.host = wanted.host AND host_waiters.expires_at > now()
+            )
         ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED
     ) AS lowest
 ), claimed AS (
@@ -172,7 +241,8 @@ SELECT wanted.host, claimed.slot,
      WHERE host_turns.host = wanted.host) AS wait,
     (SELECT count(*) FROM host_slots
      WHERE host_slots.host = wanted.host AND slot < %(per_host)s) AS slots,
-    {stamp} AS stamp
+    {stamp} AS stamp,
+    now() AS since
 FROM wanted LEFT JOIN claimed ON claimed.host = wanted.host
 """
 # Stamped like _TURN.
@@ -212,6 +282,15 @@ class _Turn:
         return time.monotonic() - self.asked <= self.moment
 
 
+@dataclass(slots=True)
+class _Waiter:
+    """A request's place in its host's line: its name there, and when it first asked (the
+    database's clock; None before its first statement)."""
+
+    name: str
+    since: Any
+
+
 @dataclass(frozen=True, slots=True)
 class _Ahead:
     """A host's slot claimed ahead of its request (`FleetHostGate.enter_ahead`)."""
@@ -222,6 +301,9 @@ class _Ahead:
     wait: float
     """When it was not: seconds until it may be, as of `asked`."""
     asked: float
+    since: Any
+    """When the slot was claimed, by the database's clock: the request's place in its host's
+    line if it has to wait for the turn."""
 
 
 class FleetHostGate:
@@ -251,6 +333,7 @@ class FleetHostGate:
         self._enter_ahead = _ENTER_AHEAD_SPACED if min_delay > 0 else _ENTER_AHEAD_UNSPACED
         self._moment = TURN_MOMENT_SHARE * min_delay if min_delay > 0 else float("inf")
         self._ahead: dict[str, _Ahead] = {}
+        self._requests = itertools.count()
         self._to_free: list[tuple[str, int]] = []
         self._freeing: asyncio.Task[None] | None = None
         self._params = {
@@ -258,6 +341,9 @@ class FleetHostGate:
             "hold": hold,
             "delay": timedelta(seconds=min_delay),
             "per_host": per_host,
+            "patience": timedelta(
+                seconds=min_delay * (1 + TURN_MOMENT_SHARE) + PLACE_KEPT_SECONDS
+            ),
         }
         self._pool = AsyncConnectionPool(
             kwargs=_connect_arguments(engine),
@@ -303,11 +389,13 @@ class FleetHostGate:
             rows = [row for row in rows if row[0] not in unmade]
             rows += await self._execute_all(self._enter_ahead, hosts=unmade, fresh=fresh)
         loop = asyncio.get_running_loop()
-        for host, number, won, wait, _, stamp in rows:
+        for host, number, won, wait, _, stamp, since in rows:
             if number is None:
                 continue
             turn = _Turn(asked, stamp, self._moment) if won else None
-            ahead = _Ahead(int(number), turn, 0.0 if won else _at_least_a_moment(wait), asked)
+            ahead = _Ahead(
+                int(number), turn, 0.0 if won else _at_least_a_moment(wait), asked, since
+            )
             self._ahead[host] = ahead
             loop.call_later(AHEAD_KEPT_SECONDS, self._free_unused, host, ahead)
 
@@ -317,13 +405,15 @@ class FleetHostGate:
         ahead = self._ahead.pop(host, None)
         number = None if ahead is None else ahead.slot
         turn = None if ahead is None else ahead.turn
+        since = WAITING_SINCE.get() or (None if ahead is None else ahead.since)
+        waiter = _Waiter(f"{self._owner}/{next(self._requests)}", since)
         moment = self._moment
         attempt = 0
         try:
             if ahead is not None and turn is None:
                 await asyncio.sleep(max(0.0, ahead.asked + ahead.wait - time.monotonic()))
             while True:
-                wait = 0.0
+                wait, queued = 0.0, False
                 async with self._global:
                     if turn is not None and not turn.startable():
                         # Won, but this request could not start within the turn's moment (it
@@ -334,16 +424,19 @@ class FleetHostGate:
                             moment = max(2 * moment, 2 * (time.monotonic() - turn.asked))
                     elif turn is None:
                         if number is None:
-                            number, turn, wait = await self._try_enter(host, moment)
+                            number, turn, wait, queued = await self._try_enter(
+                                host, moment, waiter
+                            )
                         else:
-                            turn, wait = await self._try_turn(host, moment)
+                            turn, wait, queued = await self._try_turn(host, moment, waiter)
                         if turn is not None and not turn.startable():
                             moment = max(2 * moment, 2 * (time.monotonic() - turn.asked))
                     if turn is not None and turn.startable():
                         yield
                         return
-                if number is None:  # every slot of the host is busy: try again shortly
-                    wait = CLAIM_RETRY_SECONDS[min(attempt, len(CLAIM_RETRY_SECONDS) - 1)]
+                if number is None or queued:  # busy slots, or others first: try again shortly
+                    pause = CLAIM_RETRY_SECONDS[min(attempt, len(CLAIM_RETRY_SECONDS) - 1)]
+                    wait = max(wait, pause)
                     attempt += 1
                 await asyncio.sleep(wait)
         finally:
@@ -402,34 +495,47 @@ class FleetHostGate:
             cursor = await connection.execute(sql, {**self._params, **params})
             return await cursor.fetchall() if cursor.description else []
 
-    async def _try_enter(self, host: str, moment: float) -> tuple[int | None, _Turn | None, float]:
-        """Claim a slot and, with it, the host's turn stamped `moment` ahead: (slot or None,
-        the turn if won, seconds to wait for it when it was not)."""
+    async def _try_enter(
+        self, host: str, moment: float, waiter: _Waiter
+    ) -> tuple[int | None, _Turn | None, float, bool]:
+        """Claim a slot and, with it, the host's turn stamped `moment` ahead, unless others who
+        asked first are waiting: (slot or None, the turn if won, seconds to wait for it when it
+        was not, whether others are first). Stands in the host's line until it is in."""
         asked = time.monotonic()
         fresh = _seconds(moment)
-        row = await self._execute(self._enter, host=host, fresh=fresh)
+        params = {"host": host, "fresh": fresh, "waiter": waiter.name, "since": waiter.since}
+        row = await self._execute(self._enter, **params)
         assert row is not None
-        number, won, wait, slots, stamp = row
-        if number is None and int(slots or 0) < self._per_host:
+        number, won, wait, slots, stamp, since, queued = row
+        if number is None and not queued and int(slots or 0) < self._per_host:
             # A host seen for the first time (or per_host raised): make its slots, claim again.
             await self._execute(_ADD_SLOTS, hosts=[host])
-            row = await self._execute(self._enter, host=host, fresh=fresh)
+            row = await self._execute(self._enter, **{**params, "since": since})
             assert row is not None
-            number, won, wait, _, stamp = row
+            number, won, wait, _, stamp, since, queued = row
+        waiter.since = since
         if number is None:
-            return None, None, 0.0
+            return None, None, 0.0, bool(queued)
         if won:
-            return int(number), _Turn(asked, stamp, moment), 0.0
-        return int(number), None, _at_least_a_moment(wait)
+            return int(number), _Turn(asked, stamp, moment), 0.0, False
+        return int(number), None, _at_least_a_moment(wait), bool(queued)
 
-    async def _try_turn(self, host: str, moment: float) -> tuple[_Turn | None, float]:
+    async def _try_turn(
+        self, host: str, moment: float, waiter: _Waiter
+    ) -> tuple[_Turn | None, float, bool]:
         asked = time.monotonic()
-        row = await self._execute(_TURN_AGAIN, host=host, fresh=_seconds(moment))
+        row = await self._execute(
+            _TURN_AGAIN,
+            host=host,
+            fresh=_seconds(moment),
+            waiter=waiter.name,
+            since=waiter.since,
+        )
         assert row is not None
-        won, wait, stamp = row
+        won, wait, stamp, queued = row
         if won:
-            return _Turn(asked, stamp, moment), 0.0
-        return None, _at_least_a_moment(wait)
+            return _Turn(asked, stamp, moment), 0.0, False
+        return None, _at_least_a_moment(wait), bool(queued)
 
     async def _renew(self, host: str, turn: _Turn, moment: float) -> _Turn | None:
         """The turn with its stamp moved to `moment` from now; None if it is no longer ours."""

@@ -355,6 +355,19 @@ host_slots = Table(
     PrimaryKeyConstraint("host", "slot"),
 )
 
+# Requests of any worker waiting for a busy host (0013, bot.fleet_gate): when each first asked,
+# so the host's slots and turns go to them in that order, and until when its place holds.
+host_waiters = Table(
+    "host_waiters",
+    metadata,
+    Column("waiter", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("waiter"),
+    Index(None, "host", "since"),
+)
+
 # Counters bumped in the transactions that change what feeds show (0009, bot.coordination):
 # every worker watches "feeds" and re-publishes when another worker's poll moved it.
 change_counters = Table(

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +19,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import text
 
-from bot.fleet_gate import FleetHostGate
+from bot.fleet_gate import WAITING_SINCE, FleetHostGate
 from bot.sample_site import Request, Response, SampleSite
 from bot.store import Store
 from feeds.fetch import fetch, make_client
@@ -330,3 +330,90 @@ async def test_a_turn_known_too_late_is_moved_on_before_the_request_starts(
             await slow.aclose()
     first, second = site.starts
     assert second - first >= 0.3 - 0.01  # started on the late answer: about 0.2 s
+
+
+async def test_requests_waiting_for_a_busy_host_start_in_the_order_they_asked(
+    stores: list[Store],
+) -> None:
+    """Eight requests from three workers wait for a host's one slot. Without a line, the first
+    to ask again after the slot frees would win: an order close to random, in which one feed can
+    lose for as long as its site stays busy (tests/test_fleet.py saw 17 s)."""
+    started: list[int] = []
+
+    async def request(number: int, gate: FleetHostGate) -> None:
+        async with gate.slot(URL):
+            started.append(number)
+            await asyncio.sleep(0.05)
+
+    async with gates(stores, per_host=1, min_delay=0.0) as workers:
+        holding = workers[0].slot(URL)
+        await holding.__aenter__()
+        waiting = []
+        for number in range(8):
+            waiting.append(asyncio.create_task(request(number, workers[(number * 2) % 3])))
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(0.3)  # every one of them has asked again by now
+        await holding.__aexit__(None, None, None)
+        await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
+    assert started == list(range(8))
+    with stores[0].engine.begin() as connection:  # every one left the line as it started
+        assert connection.scalar(text("SELECT count(*) FROM host_waiters")) == 0
+
+
+async def test_the_turn_goes_to_the_request_that_asked_first(stores: list[Store]) -> None:
+    """Two slots, so requests that asked later hold one while they wait for the turn: the
+    turn still goes in the order of asking, not to whoever asks again first."""
+    started: list[int] = []
+
+    async def request(number: int, gate: FleetHostGate) -> None:
+        async with gate.slot(URL):
+            started.append(number)
+
+    async with gates(stores, per_host=2, min_delay=0.15) as workers:
+        waiting = []
+        for number in range(6):
+            waiting.append(asyncio.create_task(request(number, workers[number % 3])))
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
+    assert started == list(range(6))
+
+
+async def test_a_place_left_by_a_request_that_went_away_lapses(
+    stores: list[Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.fleet_gate.PLACE_KEPT_SECONDS", 0.3)
+    async with gates(stores[:2], per_host=1, min_delay=0.0) as (first, second):
+        holding = first.slot(URL)
+        await holding.__aenter__()
+        gone = asyncio.create_task(_enter_and_leave(first, URL))  # stands in the line...
+        await asyncio.sleep(0.1)
+        gone.cancel()  # ...until its poll is cancelled, and never says so
+        await holding.__aexit__(None, None, None)
+        # Behind the place that lapses, not forever.
+        await asyncio.wait_for(_enter_and_leave(second, URL), timeout=2)
+
+
+async def test_a_request_for_a_source_due_earlier_goes_before_those_that_asked_earlier(
+    stores: list[Store],
+) -> None:
+    """A source's poll waits in its host's line from the source's due time (bot.fleet sets it):
+    one whose worker died while it waited, taken over when its lease ran out, is not sent to
+    the back of the line."""
+    started: list[str] = []
+
+    async def request(name: str, gate: FleetHostGate, due: datetime | None) -> None:
+        WAITING_SINCE.set(due)
+        async with gate.slot(URL):
+            started.append(name)
+
+    async with gates(stores[:2], per_host=1, min_delay=0.0) as (first, second):
+        holding = first.slot(URL)
+        await holding.__aenter__()
+        asked = asyncio.create_task(request("asked first", first, None))
+        await asyncio.sleep(0.1)
+        overdue = datetime.now(UTC) - timedelta(seconds=30)
+        taken_over = asyncio.create_task(request("due earlier", second, overdue))
+        await asyncio.sleep(0.3)
+        await holding.__aexit__(None, None, None)
+        await asyncio.wait_for(asyncio.gather(asked, taken_over), timeout=5)
+    assert started == ["due earlier", "asked first"]
