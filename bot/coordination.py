@@ -11,13 +11,6 @@ come back to the fleet when its leases run out. The release writes ``next_poll_a
 lease in one statement, and only while the releaser still holds the lease: a worker that lost its
 lease (it stalled past the expiry and another took over) never overwrites the new holder's state.
 
-A claim also moves ``next_poll_at`` to the lease's expiry (a renewal moves both): a leased source
-is due again when its lease runs out, if nobody releases it before. So the head of the index on
-``next_poll_at``, which every claim scans, holds only sources that may be claimed. Before, the
-sources being polled stayed there, due, and every claim of every worker stepped over them all
-and over each other's: with two workers in bench/scale that was 313 buffer reads per claim,
-against 54 with one.
-
 On PostgreSQL, due-ness and expiry are judged by the database's clock (``now()``), so workers on
 machines whose clocks disagree still agree on who holds what. SQLite has no usable clock of the
 same type, and holds one process only: there the caller's clock is used, and the same statements
@@ -42,6 +35,7 @@ from sqlalchemy import (
     ClauseElement,
     ColumnElement,
     Connection,
+    Row,
     Text,
     any_,
     bindparam,
@@ -90,10 +84,6 @@ def register_sources(connection: Connection, configured: Sequence[tuple[str, str
     )
 
 
-_LEASED_ROW = [column for column in sources.c if column.name != "next_poll_at"]
-"""A claimed row's columns but its due time, which the claim returns as it was before."""
-
-
 def claim_sources(
     connection: Connection,
     owner: str,
@@ -106,7 +96,7 @@ def claim_sources(
     """Lease up to `limit` due sources, the most overdue first and then those never polled,
     except those named in `skip`; their names (see `claim_source_rows`)."""
     rows = claim_source_rows(connection, owner, now=now, lease=lease, limit=limit, skip=skip)
-    return [row["name"] for row in rows]
+    return [row.name for row in rows]
 
 
 def claim_source_rows(
@@ -117,11 +107,10 @@ def claim_source_rows(
     lease: timedelta,
     limit: int,
     skip: Collection[str] = (),
-) -> list[Mapping[Any, Any]]:
+) -> list[Row[Any]]:
     """Lease up to `limit` due sources, the most overdue first and then those never polled,
     except those named in `skip`; their whole rows as leased, which is the state their polls
     start from (bot.store.source_state_of): read with the claim, a poll need not read it again.
-    Each row's ``next_poll_at`` is the due time it was claimed at (the lease moved it on).
 
     Any due source in the table is a candidate, not only the worker's configured ones: sending
     thousands of configured names with every claim (one array parameter) was three quarters of
@@ -139,8 +128,8 @@ def claim_source_rows(
     ]
     if skip:
         conditions.append(~_named(connection, skip))
-    selected = (
-        select(sources.c.name, sources.c.next_poll_at)
+    candidates = (
+        select(sources.c.name)
         .where(*conditions)
         # The order of the index on next_poll_at alone (nulls last, as PostgreSQL's default
         # index stores them): the scan stops after `limit` due rows, where a tie-breaker (or
@@ -149,34 +138,15 @@ def claim_source_rows(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    expires = _now(connection, now, lease)
-    leased = {"lease_owner": owner, "lease_expires_at": expires, "next_poll_at": expires}
-    rows: list[Mapping[Any, Any]]
-    if connection.dialect.name == "postgresql":
-        candidates = selected.subquery("due")
-        statement = (
-            update(sources)
-            .where(sources.c.name == candidates.c.name)
-            .values(leased)
-            .returning(*_LEASED_ROW, candidates.c.next_poll_at)
-        )
-        rows = [row._mapping for row in connection.execute(statement)]
-    else:
-        # SQLite re-reads an UPDATE's FROM subquery as it writes, and serves one process: the
-        # selection first, then the lease.
-        due = {name: at for name, at in connection.execute(selected)}
-        statement = (
-            update(sources)
-            .where(sources.c.name.in_(list(due)))
-            .values(leased)
-            .returning(*_LEASED_ROW)
-        )
-        rows = [
-            {**row._mapping, "next_poll_at": due[row.name]}
-            for row in connection.execute(statement)
-        ]
+    statement = (
+        update(sources)
+        .where(sources.c.name.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=_now(connection, now, lease))
+        .returning(*sources.c)
+    )
+    rows = list(connection.execute(statement))
     # Most overdue first, like the selection (RETURNING does not promise an order).
-    rows.sort(key=lambda row: (row["next_poll_at"] is None, row["next_poll_at"], row["name"]))
+    rows.sort(key=lambda row: (row.next_poll_at is None, row.next_poll_at, row.name))
     return rows
 
 
@@ -189,7 +159,7 @@ def renew_leases(
     statement = (
         update(sources)
         .where(_named(connection, names), sources.c.lease_owner == owner)
-        .values(lease_expires_at=(expires := _now(connection, now, lease)), next_poll_at=expires)
+        .values(lease_expires_at=_now(connection, now, lease))
         .returning(sources.c.name)
     )
     return set(connection.scalars(statement))
@@ -202,10 +172,8 @@ def release_source(
     next_poll_at: datetime | None,
     also: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Set when the source is due again and end `owner`'s lease, in one statement; False
-    (nothing written) when `owner` no longer held the lease. A source handed back unpolled gets
-    the due time its claim returned (None: due at once, as a source never polled), since the
-    claim moved it to the lease's end.
+    """Set when the source is due again (None: leave it as it is) and end `owner`'s lease, in one
+    statement; False (nothing written) when `owner` no longer held the lease.
 
     `also`: more of the source's columns to write in the same statement (a poll answered 304
     is recorded with its release: bot.store.not_modified_update)."""
@@ -222,6 +190,8 @@ class Release:
 
     def written(self) -> dict[str, Any]:
         """The columns written besides the lease's end."""
+        if self.next_poll_at is None:
+            return dict(self.also)
         return {**self.also, "next_poll_at": self.next_poll_at}
 
 

@@ -50,11 +50,11 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 
 from feeds.politeness import HostGate, RequestGate
 
@@ -249,14 +249,14 @@ class FleetSchedule:
         self._claimed_full = len(rows) >= free
         claimed: list[tuple[SourceJob, SourceState]] = []
         for row in rows:
-            name = row["name"]
+            name = row.name
             job = self._jobs.get(name)
             if job is None:  # configured by another worker only: hand it back untouched
                 self._foreign.add(name)
                 log.info("source %s: not in this worker's settings; left to the others", name)
-                await asyncio.to_thread(self._release_now, name, row["next_poll_at"])
+                await asyncio.to_thread(self._release_now, name, None)
                 continue
-            claimed.append((job, source_state_of(row, job.url)))
+            claimed.append((job, source_state_of(row._mapping, job.url)))
         if claimed and self._enter_ahead is not None:
             try:
                 await self._enter_ahead([state.fetch_url or job.url for job, state in claimed])
@@ -268,7 +268,7 @@ class FleetSchedule:
             self._running.add(task)
             task.add_done_callback(self._done)
 
-    def _claim_now(self, limit: int, skip: frozenset[str]) -> list[Mapping[Any, Any]]:
+    def _claim_now(self, limit: int, skip: frozenset[str]) -> list[Row[Any]]:
         with self._autocommit.begin() as connection:
             return claim_source_rows(
                 connection,
@@ -323,9 +323,9 @@ class FleetSchedule:
         try:
             release(await self._poll(job, release, state))
         except asyncio.CancelledError:
-            if not released:  # due time as claimed: another worker polls it at once
+            if not released:  # due time unchanged: another worker polls it at once
                 self._held.discard(job.name)
-                self._release_now(job.name, state.next_poll_at)
+                self._release_now(job.name, None)
             raise
         except Exception:  # a bug in one poll must not stop the loop
             log.exception("source %s: poll failed", job.name)

@@ -100,9 +100,9 @@ its share of a poll in bench/scale."""
 
 WAITING_SINCE: ContextVar[datetime | None] = ContextVar("waiting_since", default=None)
 """Since when the requests made in this context have been wanted: bot.fleet sets a source's
-due time around its poll (for a source taken over from a worker that died, the end of that
-worker's lease), so a poll takes its place in its host's line ahead of polls that came due
-later, whichever worker asked first. None: since the request first asks."""
+due time around its poll, so a poll takes its place in its host's line ahead of polls that came
+due later, whichever worker asked first (a source taken over from a worker that died waiting
+for its host goes to the front). None: since the request first asks."""
 
 PLACE_KEPT_SECONDS = 1.0
 """How long a request's place in its host's line outlasts the longest pause between its

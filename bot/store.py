@@ -1029,7 +1029,7 @@ def not_modified_update(poll: NotModifiedPoll) -> dict[str, Any]:
     return {**_not_modified_values(poll), **_COUNTED_304}
 
 
-def source_state_of(row: Mapping[Any, Any], url: str) -> SourceState:
+def source_state_of(row: RowMapping, url: str) -> SourceState:
     """A stored source row (read here, or returned by a claim: bot.coordination) as the state
     of the source now configured at `url`.
 

@@ -18,7 +18,6 @@ from sqlalchemy import Engine, event, select
 from bot.coordination import (
     Release,
     bump_counter,
-    claim_source_rows,
     claim_sources,
     read_counter,
     register_sources,
@@ -102,10 +101,10 @@ def test_release_writes_the_next_due_time_and_ends_the_lease(engine: Engine) -> 
     register(engine, "a")
     claim(engine, "w1")
     due = now() + timedelta(minutes=15)
-    leased = row(engine, "a")
     with engine.begin() as connection:
         assert not release_source(connection, "a", "w2", due)  # not the holder: nothing written
-    assert row(engine, "a") == leased and leased["lease_owner"] == "w1"
+    assert row(engine, "a")["lease_owner"] == "w1"
+    assert row(engine, "a")["next_poll_at"] is None
     with engine.begin() as connection:
         assert release_source(connection, "a", "w1", due)
     released = row(engine, "a")
@@ -140,32 +139,7 @@ def test_releases_written_together_end_each_held_lease_with_its_own_values(
     assert (a["etag"], b["etag"], c["etag"]) == ('"a1"', None, '"c1"')
     assert (a["not_modified_polls"], b["not_modified_polls"], c["not_modified_polls"]) == (1, 0, 1)
     assert all(held["lease_owner"] is None for held in (a, b, c))
-    assert d["lease_owner"] == "w2" and d["next_poll_at"] == d["lease_expires_at"]
-
-
-def test_a_claim_postpones_its_sources_to_the_lease_s_end_and_returns_their_due_times(
-    engine: Engine,
-) -> None:
-    register(engine, "a", "b", "c")
-    overdue = now() - timedelta(minutes=3)
-    with engine.begin() as connection:
-        connection.execute(
-            sources.update().where(sources.c.name == "a").values(next_poll_at=overdue)
-        )
-        rows = claim_source_rows(connection, "w1", now=now(), lease=LEASE, limit=2)
-    # The due times they were claimed at, most overdue first.
-    assert [(claimed["name"], claimed["next_poll_at"]) for claimed in rows] == [
-        ("a", overdue),
-        ("b", None),
-    ]
-    for name in ("a", "b"):
-        leased = row(engine, name)
-        assert leased["next_poll_at"] == leased["lease_expires_at"] > now()
-    # Handed back unpolled with those due times: due again at once, in the same order.
-    with engine.begin() as connection:
-        assert release_source(connection, "b", "w1", None)
-        assert release_source(connection, "a", "w1", overdue)
-    assert claim(engine, "w2") == ["a", "b", "c"]
+    assert d["lease_owner"] == "w2" and d["next_poll_at"] is None
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_release_it(
@@ -189,8 +163,6 @@ def test_renewal_keeps_a_long_poll_s_source(engine: Engine) -> None:
     with engine.begin() as connection:
         held = renew_leases(connection, names, "w1", now=now(), lease=timedelta(seconds=0.4))
     assert held == {"a"}
-    renewed = row(engine, "a")
-    assert renewed["next_poll_at"] == renewed["lease_expires_at"]
     time.sleep(0.25)  # past the first expiry, within the renewed one
     assert claim(engine, "w2") == []
 
