@@ -120,7 +120,8 @@ host are thus a delay and up to a moment apart."""
 
 # Every statement by which a request asks for its host first looks down the host's line
 # (``host_waiters``): a request that asked later than someone still waiting takes neither a slot
-# nor the turn. `since` is when the request first asked (null the first time: now).
+# nor the turn. `since` is the request's place: its source's due time, or when it first asked
+# (null the first time: now).
 _LINE = """WITH asked AS (SELECT coalesce(%(since)s::timestamptz, now()) AS since),
 ahead AS (
     SELECT 1 FROM host_waiters, asked
