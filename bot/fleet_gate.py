@@ -32,9 +32,11 @@ due time if it has one (WAITING_SINCE), and every statement that takes a slot or
 checks that nobody who came earlier is still waiting: the site's requests start in that order,
 fleet-wide, and a source whose worker died while it waited is not sent to the back. A place
 lapses when its request stops renewing it (its worker died, its poll was cancelled), so a dead
-request holds the line up for PLACE_KEPT_SECONDS beyond its longest pause at most. The request
-that starts leaves the line, and clears the host's lapsed places with it. Requests that start
-at once never stand in it.
+request holds the line up for PLACE_KEPT_SECONDS beyond its longest pause at most. A request
+that holds a slot but finds someone earlier in the line hands the slot back (a source long due
+may ask after it took the host's last slot: each would wait for the other). The request that
+starts leaves the line, and clears the host's lapsed places with it. Requests that start at
+once never stand in it.
 
 As in HostGate, a request takes its host's slot first and its turn after (in one statement when
 both are free), and holds one of the process's own `total` slots (our bandwidth is per process)
@@ -430,6 +432,12 @@ class FleetHostGate:
                             )
                         else:
                             turn, wait, queued = await self._try_turn(host, moment, waiter)
+                            if queued:
+                                # Someone who came earlier waits, maybe for this very slot (a
+                                # source long due asked after this one took it): hand it back,
+                                # keep the place in line.
+                                self._free(host, number)
+                                number = None
                         if turn is not None and not turn.startable():
                             moment = max(2 * moment, 2 * (time.monotonic() - turn.asked))
                     if turn is not None and turn.startable():

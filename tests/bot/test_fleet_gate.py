@@ -417,3 +417,26 @@ async def test_a_request_for_a_source_due_earlier_goes_before_those_that_asked_e
         await holding.__aexit__(None, None, None)
         await asyncio.wait_for(asyncio.gather(asked, taken_over), timeout=5)
     assert started == ["due earlier", "asked first"]
+
+
+async def test_a_slot_held_by_a_later_request_goes_to_an_earlier_one_waiting_for_it(
+    stores: list[Store],
+) -> None:
+    """A request holding the host's only slot waits for the turn; then a source due long ago
+    asks. Each would wait for the other (the slot; the place in line) if the holder kept the
+    slot: it hands it back instead."""
+    started: list[str] = []
+
+    async def request(name: str, gate: FleetHostGate, due: datetime | None) -> None:
+        WAITING_SINCE.set(due)
+        async with gate.slot(URL):
+            started.append(name)
+
+    async with gates(stores, per_host=1, min_delay=0.4) as (first, second, third):
+        await _enter_and_leave(first, URL)  # the turn is taken for 0.4 s and more
+        later = asyncio.create_task(request("took the slot", second, None))
+        await asyncio.sleep(0.1)  # it holds the slot and waits for the turn
+        overdue = datetime.now(UTC) - timedelta(seconds=30)
+        earlier = asyncio.create_task(request("due long ago", third, overdue))
+        await asyncio.wait_for(asyncio.gather(later, earlier), timeout=5)
+    assert started == ["due long ago", "took the slot"]
