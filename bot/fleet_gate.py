@@ -287,8 +287,8 @@ class _Turn:
 
 @dataclass(slots=True)
 class _Waiter:
-    """A request's place in its host's line: its name there, and when it first asked (the
-    database's clock; None before its first statement)."""
+    """A request's place in its host's line: its name there, and its place (its source's due
+    time, else when it first asked by the database's clock; None before its first statement)."""
 
     name: str
     since: Any
