@@ -159,7 +159,7 @@ _ENTER = (
 ), claimed AS (
     UPDATE host_slots SET owner = %(owner)s, expires_at = now() + %(hold)s
     FROM free WHERE host_slots.host = %(host)s AND host_slots.slot = free.slot
-    RETURNING host_slots.slot
+    RETURNING host_slots.host, host_slots.slot
 ){turn}{waiting}
 SELECT
     (SELECT slot FROM claimed) AS slot,
@@ -172,10 +172,11 @@ SELECT
     EXISTS (SELECT 1 FROM ahead) AS queued
 """
 )
-# The turn is stamped at the last moment its request may start (`fresh`, after the statement):
-# the fleet's next request to the host then starts a delay after that at the earliest.
+# The turn of each host in `claimed`, stamped at the last moment its request may start (`fresh`,
+# after the statement): the fleet's next request to the host then starts a delay after that at
+# the earliest.
 _TURN = """, turn AS (
-    INSERT INTO host_turns (host, last_start) SELECT %(host)s, now() + %(fresh)s FROM claimed
+    INSERT INTO host_turns (host, last_start) SELECT host, now() + %(fresh)s FROM claimed
     ON CONFLICT (host) DO UPDATE SET last_start = now() + %(fresh)s
     WHERE host_turns.last_start <= now() - %(delay)s
     RETURNING host, last_start
@@ -193,7 +194,7 @@ _ENTER_UNSPACED = _ENTER.format(
 # someone who asked earlier is waiting.
 _TURN_AGAIN = (
     _LINE
-    + ", claimed AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ahead))"
+    + ", claimed AS (SELECT %(host)s AS host WHERE NOT EXISTS (SELECT 1 FROM ahead))"
     + _TURN
     + _WAITING.format(entered="turn")
     + """
@@ -248,15 +249,8 @@ SELECT wanted.host, claimed.slot,
     now() AS since
 FROM wanted LEFT JOIN claimed ON claimed.host = wanted.host
 """
-# Stamped like _TURN.
-_TURN_AHEAD = """, turn AS (
-    INSERT INTO host_turns (host, last_start) SELECT host, now() + %(fresh)s FROM claimed
-    ON CONFLICT (host) DO UPDATE SET last_start = now() + %(fresh)s
-    WHERE host_turns.last_start <= now() - %(delay)s
-    RETURNING host, last_start
-)"""
 _ENTER_AHEAD_SPACED = _ENTER_AHEAD.format(
-    turn=_TURN_AHEAD,
+    turn=_TURN,
     won="claimed.slot IS NOT NULL AND wanted.host IN (SELECT host FROM turn)",
     stamp="(SELECT last_start FROM turn WHERE turn.host = wanted.host)",
 )
