@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
@@ -81,6 +82,20 @@ def test_a_claim_takes_at_most_its_limit_most_overdue_first(engine: Engine) -> N
                 .values(next_poll_at=now() - timedelta(minutes=minutes))
             )
     assert claim(engine, "w1", limit=2) == ["b", "c"]
+
+
+def test_never_polled_sources_come_after_the_overdue_ones(engine: Engine) -> None:
+    register(engine, "new1", "late", "new2", "later")
+    with engine.begin() as connection:
+        for name, minutes in (("late", 1), ("later", 30)):
+            connection.execute(
+                sources.update()
+                .where(sources.c.name == name)
+                .values(next_poll_at=now() - timedelta(minutes=minutes))
+            )
+    assert claim(engine, "w1", limit=3)[:2] == ["later", "late"]
+    assert len(claim(engine, "w1", limit=3)) == 1  # the other never-polled one
+    assert claim(engine, "w1") == []
 
 
 def test_only_due_enabled_and_not_skipped_sources_are_claimed(engine: Engine) -> None:
@@ -260,27 +275,56 @@ def test_workers_starting_together_on_an_empty_database_all_start(postgres_url: 
     assert failures == []
 
 
-def test_a_claim_reads_the_due_index_instead_of_sorting_every_source(postgres_url: str) -> None:
+@pytest.mark.parametrize("statistics", ["taken while due", "taken while none was due"])
+def test_a_claim_reads_the_due_index_instead_of_sorting_every_source(
+    postgres_url: str, statistics: str
+) -> None:
     # 2,000 sources due at the same instant: the claim must walk the next_poll_at index and stop
-    # after its limit, not read and sort every row (a tie-breaker or NULLS FIRST would force a
-    # sort: PostgreSQL's index keeps nulls last).
+    # after its limit, not read and sort every due row. Whatever the planner believes: statistics
+    # gathered while nothing was due (as after an outage, or when a fleet starts) once made it
+    # pick a bitmap scan of every due row and a sort, on every claim of the backlog.
+    limit = 8
     with Store.open(postgres_url) as store:
         register(store.engine, *(f"s{index:04d}" for index in range(2000)))
         with store.engine.begin() as connection:
+            if statistics == "taken while none was due":
+                connection.execute(sources.update().values(next_poll_at=now() + LEASE))
+                connection.exec_driver_sql("ANALYZE sources")
             connection.execute(sources.update().values(next_poll_at=now()))
-            connection.exec_driver_sql("ANALYZE sources")
+            if statistics == "taken while due":
+                connection.exec_driver_sql("ANALYZE sources")
         statements: list[tuple[str, object]] = []
 
         def capture(*args: object) -> None:
             statements.append((str(args[2]), args[3]))
 
         event.listen(store.engine, "before_cursor_execute", capture)
-        assert len(claim(store.engine, "w1", limit=8)) == 8
+        assert len(claim(store.engine, "w1", limit=limit)) == limit
         event.remove(store.engine, "before_cursor_execute", capture)
-        [(statement, parameters)] = [s for s in statements if s[0].lstrip().startswith("UPDATE")]
+        [(statement, parameters)] = [s for s in statements if "FOR UPDATE" in s[0]]
         with store.engine.connect() as connection:
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute("EXPLAIN " + statement, parameters)
-            plan = "\n".join(line for (line,) in cursor.fetchall())
-    assert "ix_sources_next_poll_at" in plan, plan
-    assert "Sort" not in plan and "Seq Scan" not in plan, plan
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            [[[plan]]] = cursor.fetchall()
+            connection.rollback()
+    nodes = list(plan_nodes(plan["Plan"]))
+    scans = [
+        node
+        for node in nodes
+        if node.get("Relation Name") == "sources"
+        and node["Node Type"].endswith("Scan")
+        and node["Actual Loops"] > 0  # the never polled are not looked for: the limit is full
+    ]
+    assert {node["Node Type"] for node in scans} == {"Index Scan"}, scans
+    assert "ix_sources_next_poll_at" in {node["Index Name"] for node in scans}, scans
+    # No scan reads more than the claim above leased and the limit, however many are due.
+    assert all(
+        node["Actual Rows"] + node.get("Rows Removed by Filter", 0) <= 2 * limit for node in scans
+    ), scans
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A JSON plan's node and every node below it."""
+    yield node
+    for child in node.get("Plans", ()):
+        yield from plan_nodes(child)
