@@ -19,6 +19,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import text
 
+from bot import fleet_gate
 from bot.fleet_gate import WAITING_SINCE, FleetHostGate
 from bot.sample_site import Request, Response, SampleSite
 from bot.store import Store
@@ -440,3 +441,51 @@ async def test_a_slot_held_by_a_later_request_goes_to_an_earlier_one_waiting_for
         earlier = asyncio.create_task(request("due long ago", third, overdue))
         await asyncio.wait_for(asyncio.gather(later, earlier), timeout=5)
     assert started == ["due long ago", "took the slot"]
+
+
+async def test_the_gate_plans_its_statements_once_per_connection(
+    stores: list[Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One connection, so that every statement below meets the plans of the ones before it.
+    monkeypatch.setattr(fleet_gate, "POOL_SIZE", 1)
+    async with counted(stores[:1], per_host=2, min_delay=0.0) as (gate,):
+        for index in range(12):  # new hosts each time: entry ahead, slots made, entry again
+            await gate.enter_ahead([f"http://h{index}-{n}.test/feed" for n in range(3)])
+        [(custom, generic)] = await gate._execute_all(
+            "SELECT sum(custom_plans), sum(generic_plans) FROM pg_prepared_statements"
+        )
+    # Left to choose, PostgreSQL plans a statement anew for each of its first five runs at
+    # least, and the entry ahead on every run (docs/benchmarks.md).
+    assert custom == 0
+    assert generic >= 1
+
+
+async def test_the_gate_s_plans_are_index_lookups_whatever_the_tables_hold(
+    stores: list[Store],
+) -> None:
+    # Empty and analysed: left to choose, PostgreSQL would read such tables in full, and a
+    # plan kept for the connection's life would go on reading them once they fill.
+    with stores[0].engine.begin() as connection:
+        connection.execute(text("ANALYZE host_slots; ANALYZE host_turns; ANALYZE host_waiters"))
+    async with counted(stores[:1], per_host=2, min_delay=1.0) as (gate,):
+        plan = await gate._execute_all(
+            "EXPLAIN " + fleet_gate._ENTER_AHEAD_SPACED,
+            hosts=["a.test", "b.test"],
+            fresh=timedelta(seconds=0.1),
+        )
+    lines = "\n".join(line for (line,) in plan)
+    assert "Seq Scan" not in lines and "Hash" not in lines, lines
+    assert "Index Scan using pk_host_slots" in lines, lines
+
+
+def test_the_gate_keeps_the_database_url_s_own_options(postgres_url: str) -> None:
+    url = f"{postgres_url}?options=-c%20statement_timeout%3D12345"
+    with Store.open(url) as store:
+
+        async def show() -> object:
+            async with counted([store], per_host=2, min_delay=0.0) as (gate,):
+                [(timeout,)] = await gate._execute_all("SHOW statement_timeout")
+                [(plans,)] = await gate._execute_all("SHOW plan_cache_mode")
+                return timeout, plans
+
+        assert asyncio.run(show()) == ("12345ms", "force_generic_plan")
