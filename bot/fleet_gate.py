@@ -133,9 +133,9 @@ entry ahead again on every call (a plan made for the call's own host array looke
 a generic one), and planning took longer than running it: 0.26 ms against 0.17 ms per call in
 bench/scale, a fifth of the database's CPU per poll (pg_stat_statements with track_planning).
 Generic plans alone were worse: one made while ``host_slots`` was still empty scans it in full
-for as long as the connection lives (0.42 ms per call). Nested loops over indexes hold however
+for as long as the connection lives (0.43 ms per call). Nested loops over indexes hold however
 full the tables are when the plan is made: 0.15 ms per call, planned 36 times in a round of
-2,600 calls, and the batched slot release fell from 0.33 to 0.10 ms."""
+2,600 calls, and the batched slot release fell from 0.31 to 0.10 ms."""
 
 # Every statement by which a request asks for its host first looks down the host's line
 # (``host_waiters``): a request that asked later than someone still waiting takes neither a slot
