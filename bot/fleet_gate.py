@@ -302,7 +302,11 @@ class _Waiter:
     time, else when it first asked by the database's clock; None before its first statement)."""
 
     name: str
-    since: Any
+    since: datetime | None
+
+    def asking(self, host: str, moment: float) -> dict[str, Any]:
+        """The parameters by which it asks for `host`'s slot or turn, stamped `moment` ahead."""
+        return {"host": host, "fresh": _seconds(moment), "waiter": self.name, "since": self.since}
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +319,7 @@ class _Ahead:
     wait: float
     """When it was not: seconds until it may be, as of `asked`."""
     asked: float
-    since: Any
+    since: datetime
     """When the slot was claimed, by the database's clock: the request's place in its host's
     line if it has to wait for the turn."""
 
@@ -522,8 +526,7 @@ class FleetHostGate:
         asked first are waiting: (slot or None, the turn if won, seconds to wait for it when it
         was not, whether others are first). Stands in the host's line until it is in."""
         asked = time.monotonic()
-        fresh = _seconds(moment)
-        params = {"host": host, "fresh": fresh, "waiter": waiter.name, "since": waiter.since}
+        params = waiter.asking(host, moment)
         row = await self._execute(self._enter, **params)
         assert row is not None
         number, won, wait, slots, stamp, since, queued = row
@@ -544,13 +547,7 @@ class FleetHostGate:
         self, host: str, moment: float, waiter: _Waiter
     ) -> tuple[_Turn | None, float, bool]:
         asked = time.monotonic()
-        row = await self._execute(
-            _TURN_AGAIN,
-            host=host,
-            fresh=_seconds(moment),
-            waiter=waiter.name,
-            since=waiter.since,
-        )
+        row = await self._execute(_TURN_AGAIN, **waiter.asking(host, moment))
         assert row is not None
         won, wait, stamp, queued = row
         if won:

@@ -355,8 +355,9 @@ host_slots = Table(
     PrimaryKeyConstraint("host", "slot"),
 )
 
-# Requests of any worker waiting for a busy host (0013, bot.fleet_gate): when each first asked,
-# so the host's slots and turns go to them in that order, and until when its place holds.
+# Requests of any worker waiting for a busy host (0013, bot.fleet_gate): each one's place (its
+# source's due time, else when it first asked), so the host's slots and turns go to them in that
+# order, and until when its place holds.
 host_waiters = Table(
     "host_waiters",
     metadata,

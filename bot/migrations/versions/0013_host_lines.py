@@ -1,9 +1,10 @@
 """A line per host for requests that wait for it (bot.fleet_gate).
 
 ``host_waiters``: one row per request of any worker that asked for a busy host and has not
-started yet, with the instant it first asked (the database's clock) and how long the row holds
-without word from its request. A host's slots and turn go to the request that asked first, so
-no request waits behind ever newer ones when a site's limits bind.
+started yet, with its place (its source's due time, else the instant it first asked by the
+database's clock) and how long the row holds without word from its request. A host's slots and
+turn go to the request with the earliest place, so no request waits behind ever newer ones when
+a site's limits bind.
 
 Written by hand with plain types, like 0001.
 
